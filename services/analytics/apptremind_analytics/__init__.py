@@ -1,0 +1,1 @@
+"""ApptRemind analytics-service: read models and aggregates built from the other services' events."""

@@ -1,0 +1,1 @@
+"""ApptRemind billing-service: plans, Stripe subscriptions, entitlements and usage metering."""

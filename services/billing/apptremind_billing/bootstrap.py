@@ -1,0 +1,26 @@
+"""Wires the billing-service process: its servicer, its migrations and its consumers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from apptremind_platform import service
+from psycopg_pool import AsyncConnectionPool
+
+from .grpc import SERVICE, BillingServiceServicer
+
+
+def servicers(pool: AsyncConnectionPool) -> Sequence[tuple[object, str]]:
+    return [(BillingServiceServicer(), SERVICE)]
+
+
+SPEC = service.ServiceSpec(name="billing", servicers=servicers, sql_dir=Path(__file__).parent / "sql")
+
+
+def main() -> None:
+    service.main(SPEC)
+
+
+if __name__ == "__main__":
+    main()

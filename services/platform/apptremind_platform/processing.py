@@ -1,0 +1,148 @@
+"""How every consumer handles a message, whichever Kafka client delivered it (Faust agent or plain consumer).
+
+For each message: continue the producer's trace, decode and check the envelope (poison goes straight to the
+DLQ), then run the handler in one unit of work with the inbox claim, retrying failures with exponential
+backoff and full jitter; after the last attempt the message goes to `<topic>.dlq` with the error in its
+headers. Dead-lettering is itself an outbox write, so it is as durable as any other event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import enum
+import random
+import traceback
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from opentelemetry import trace
+from psycopg_pool import AsyncConnectionPool
+
+from . import inbox, outbox
+from .db import Conn, unit_of_work
+from .envelope import Decoded, EnvelopeError, decode
+from .logs import get_logger
+from .metrics import CONSUMER_DEAD_LETTERED, CONSUMER_DUPLICATES, CONSUMER_PROCESSED, CONSUMER_RETRIES
+from .topics import DLQ_SUFFIX
+from .tracing import extract_context
+
+log = get_logger(__name__)
+tracer = trace.get_tracer("apptremind.consumer")
+
+DLQ_HEADER_PREFIX = "dlq-"
+Handler = Callable[[Conn, Decoded], Awaitable[None]]
+
+
+class PermanentError(Exception):
+    """Raised by a handler when retrying cannot help (bad data): the message goes to the DLQ at once."""
+
+
+class Outcome(enum.Enum):
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay_s: float = 0.2
+    max_delay_s: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        # Full jitter: spreads retries of many consumers hitting the same fault.
+        return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """A consumed Kafka record, independent of the client library."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass
+class MessageProcessor:
+    consumer: str
+    source: str
+    pool: AsyncConnectionPool
+    handlers: Mapping[str, Handler]
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+
+    @property
+    def topics(self) -> list[str]:
+        return list(self.handlers)
+
+    async def process(self, msg: Incoming) -> Outcome:
+        with (
+            tracer.start_as_current_span(
+                f"consume {msg.topic}", context=extract_context(msg.headers), kind=trace.SpanKind.CONSUMER
+            ),
+            structlog.contextvars.bound_contextvars(topic=msg.topic, offset=msg.offset),
+        ):
+            try:
+                decoded = decode(msg.topic, msg.value)
+            except EnvelopeError as exc:
+                await self._dead_letter(msg, exc, attempts=0)
+                return Outcome.DEAD_LETTERED
+            with structlog.contextvars.bound_contextvars(
+                message_id=decoded.envelope.id, business_id=decoded.envelope.business_id
+            ):
+                return await self._handle(msg, decoded)
+
+    async def _handle(self, msg: Incoming, decoded: Decoded) -> Outcome:
+        handler = self.handlers[msg.topic]
+        for attempt in range(1, self.policy.max_attempts + 1):
+            try:
+                async with unit_of_work(self.pool) as conn:
+                    if not await inbox.claim(conn, self.consumer, decoded.envelope.id):
+                        CONSUMER_DUPLICATES.labels(self.consumer, msg.topic).inc()
+                        return Outcome.DUPLICATE
+                    await handler(conn, decoded)
+                CONSUMER_PROCESSED.labels(self.consumer, msg.topic).inc()
+                return Outcome.PROCESSED
+            except PermanentError as exc:
+                await self._dead_letter(msg, exc, attempts=attempt)
+                return Outcome.DEAD_LETTERED
+            except Exception as exc:
+                if attempt == self.policy.max_attempts:
+                    await self._dead_letter(msg, exc, attempts=attempt)
+                    return Outcome.DEAD_LETTERED
+                CONSUMER_RETRIES.labels(self.consumer, msg.topic).inc()
+                delay = self.policy.delay(attempt)
+                log.warning("handler_failed", attempt=attempt, retry_in_s=round(delay, 3), error=repr(exc))
+                await self.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _dead_letter(self, msg: Incoming, exc: BaseException, attempts: int) -> None:
+        headers = {
+            k: v.decode(errors="replace") for k, v in msg.headers if not k.startswith(DLQ_HEADER_PREFIX)
+        }
+        headers.update(
+            {
+                "dlq-error": str(exc)[:1000] or type(exc).__name__,
+                "dlq-error-type": type(exc).__name__,
+                "dlq-stack": "".join(traceback.format_exception(exc))[-4000:],
+                "dlq-attempts": str(attempts),
+                "dlq-consumer": self.consumer,
+                "dlq-original-topic": msg.topic,
+                "dlq-original-partition": str(msg.partition),
+                "dlq-original-offset": str(msg.offset),
+                "dlq-failed-at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+        )
+        key = (msg.key or b"").decode(errors="replace")
+        # Retries here guard only against the database blipping; if it stays down the consumer stops
+        # without committing the offset, and the message is delivered again later.
+        async with unit_of_work(self.pool) as conn:
+            await outbox.add_raw(conn, msg.topic + DLQ_SUFFIX, key, msg.value or b"", headers)
+        CONSUMER_DEAD_LETTERED.labels(self.consumer, msg.topic).inc()
+        log.error("dead_lettered", error=str(exc), attempts=attempts, dlq=msg.topic + DLQ_SUFFIX)

@@ -1,0 +1,200 @@
+"""Inbox dedupe, retries, DLQ and replay through a real Kafka broker and a real Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+from apptremind_devstack.kafka import KafkaBroker
+from apptremind_gen.apptremind.events.booking.v1 import ReminderCancelled
+from apptremind_platform import outbox
+from apptremind_platform.consumer import KafkaConsumerRunner
+from apptremind_platform.db import Conn, unit_of_work
+from apptremind_platform.dlq import list_dead_letters, replay
+from apptremind_platform.envelope import Decoded, Event, encode
+from apptremind_platform.processing import Incoming, MessageProcessor, Outcome, RetryPolicy
+from apptremind_platform.relay import OutboxRelay, RelaySettings
+from psycopg_pool import AsyncConnectionPool
+
+from tests.fixtures.db import ServiceDb
+from tests.fixtures.kafka_io import read_until
+
+TOPIC = "booking.reminder.cancelled.v1"
+
+
+def cancelled(business_id: str, key: str) -> Event:
+    return Event(TOPIC, business_id, ReminderCancelled(business_id=business_id, idempotency_key=key))
+
+
+async def record_effect(conn: Conn, decoded: Decoded) -> None:
+    data = decoded.data
+    assert isinstance(data, ReminderCancelled)
+    await conn.execute(
+        "INSERT INTO effect (business_id, idempotency_key) VALUES (%s, %s)",
+        (data.business_id, data.idempotency_key),
+    )
+
+
+class Flaky:
+    """A handler that fails for keys listed in `poison` and records everything else."""
+
+    def __init__(self) -> None:
+        self.poison: set[str] = set()
+        self.attempts: dict[str, int] = {}
+
+    async def __call__(self, conn: Conn, decoded: Decoded) -> None:
+        data = decoded.data
+        assert isinstance(data, ReminderCancelled)
+        self.attempts[data.idempotency_key] = self.attempts.get(data.idempotency_key, 0) + 1
+        if data.idempotency_key in self.poison:
+            raise ValueError(f"cannot handle {data.idempotency_key}")
+        await record_effect(conn, decoded)
+
+
+async def no_sleep(_: float) -> None:
+    return None
+
+
+def effects(service_db: ServiceDb, business_id: str) -> list[str]:
+    rows = service_db.execute(
+        "SELECT idempotency_key FROM effect WHERE business_id = %s ORDER BY idempotency_key", (business_id,)
+    )
+    return [str(r[0]) for r in rows]
+
+
+@contextmanager
+def relay_running(service_db: ServiceDb, kafka: KafkaBroker) -> Iterator[None]:
+    relay = OutboxRelay(
+        RelaySettings(service="test", dsn=service_db.dsn, bootstrap_servers=kafka.bootstrap_servers)
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)
+
+
+@asynccontextmanager
+async def consuming(processor: MessageProcessor, kafka: KafkaBroker) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    runner = KafkaConsumerRunner(processor, kafka.bootstrap_servers, group_id=f"test-{uuid.uuid4().hex}")
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def eventually(check: object, timeout_s: float = 60.0) -> None:
+    assert callable(check)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        assert asyncio.get_running_loop().time() < deadline, "condition never held"
+        await asyncio.sleep(0.1)
+
+
+async def test_same_message_twice_has_one_side_effect(
+    service_db: ServiceDb, pool: AsyncConnectionPool
+) -> None:
+    service_db.execute("CREATE TABLE effect (business_id text, idempotency_key text)")
+    processor = MessageProcessor("test-consumer", "test", pool, {TOPIC: record_effect})
+    message = Incoming(TOPIC, 0, 7, b"biz", encode(cancelled("biz", "k1"), source="test"))
+
+    assert await processor.process(message) is Outcome.PROCESSED
+    assert await processor.process(message) is Outcome.DUPLICATE
+    assert effects(service_db, "biz") == ["k1"]
+
+
+async def test_handler_failure_rolls_back_the_inbox_claim(
+    service_db: ServiceDb, pool: AsyncConnectionPool
+) -> None:
+    service_db.execute("CREATE TABLE effect (business_id text, idempotency_key text)")
+    handler = Flaky()
+    handler.poison.add("k1")
+    delays: list[float] = []
+
+    async def record_sleep(delay: float) -> None:
+        delays.append(delay)
+
+    processor = MessageProcessor(
+        "test-consumer",
+        "test",
+        pool,
+        {TOPIC: handler},
+        RetryPolicy(max_attempts=4, base_delay_s=0.5),
+        record_sleep,
+    )
+    message = Incoming(TOPIC, 0, 1, b"biz", encode(cancelled("biz", "k1"), source="test"))
+    assert await processor.process(message) is Outcome.DEAD_LETTERED
+    assert handler.attempts["k1"] == 4
+    assert len(delays) == 3 and all(0 <= d <= 0.5 * 2**i for i, d in enumerate(delays))
+    # Nothing was claimed, so once fixed the same message is processed.
+    handler.poison.clear()
+    assert await processor.process(message) is Outcome.PROCESSED
+    assert effects(service_db, "biz") == ["k1"]
+
+
+async def test_poison_reaches_dlq_with_error_and_replay_processes_it(
+    service_db: ServiceDb, pool: AsyncConnectionPool, kafka: KafkaBroker
+) -> None:
+    service_db.execute("CREATE TABLE effect (business_id text, idempotency_key text)")
+    business = f"biz-{uuid.uuid4().hex[:8]}"
+    poison_key = f"poison-{uuid.uuid4().hex[:8]}"
+    handler = Flaky()
+    handler.poison.add(poison_key)
+    processor = MessageProcessor(
+        "test-consumer", "test", pool, {TOPIC: handler}, RetryPolicy(max_attempts=3), no_sleep
+    )
+    async with unit_of_work(pool) as conn:
+        await outbox.add(conn, cancelled(business, "ok-1"), source="test")
+        await outbox.add(conn, cancelled(business, poison_key), source="test")
+        await outbox.add(conn, cancelled(business, "ok-2"), source="test")
+
+    with relay_running(service_db, kafka):
+        async with consuming(processor, kafka):
+            await eventually(lambda: effects(service_db, business) == ["ok-1", "ok-2"])
+            dead = await asyncio.to_thread(
+                read_until,
+                kafka.bootstrap_servers,
+                [TOPIC + ".dlq"],
+                lambda rs: len(rs) >= 1,
+                lambda r: r.key == business.encode(),
+            )
+        assert handler.attempts[poison_key] == 3
+        headers = dead[0].headers
+        assert headers["dlq-error"] == f"cannot handle {poison_key}".encode()
+        assert headers["dlq-error-type"] == b"ValueError"
+        assert headers["dlq-attempts"] == b"3"
+        assert headers["dlq-original-topic"] == TOPIC.encode()
+        assert any(d.key == business.encode() for d in list_dead_letters(kafka.bootstrap_servers, TOPIC))
+
+        # The fault is fixed; replay moves the message back and the consumer processes it once.
+        handler.poison.clear()
+        moved = await asyncio.to_thread(replay, kafka.bootstrap_servers, TOPIC)
+        assert moved >= 1
+        async with consuming(processor, kafka):
+            await eventually(lambda: effects(service_db, business) == ["ok-1", "ok-2", poison_key])
+    assert handler.attempts[poison_key] == 4
+
+
+async def test_unknown_major_version_goes_to_dlq_without_retries(
+    service_db: ServiceDb, pool: AsyncConnectionPool
+) -> None:
+    handler = Flaky()
+    processor = MessageProcessor("test-consumer", "test", pool, {TOPIC: handler}, RetryPolicy(), no_sleep)
+    from apptremind_gen.apptremind.events.v1 import Envelope
+
+    envelope = Envelope.parse(encode(cancelled("biz", "k9"), source="test"))
+    envelope.version = 2
+    outcome = await processor.process(Incoming(TOPIC, 0, 3, b"biz", bytes(envelope)))
+    assert outcome is Outcome.DEAD_LETTERED
+    assert handler.attempts == {}
+    rows = service_db.execute("SELECT topic, headers->>'dlq-error' FROM outbox")
+    assert rows == [(TOPIC + ".dlq", f"unsupported major version 2 on {TOPIC} (expected 1)")]

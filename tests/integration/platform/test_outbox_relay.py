@@ -1,0 +1,145 @@
+"""The outbox and its relay against a real Postgres and a real Kafka broker."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from apptremind_devstack.kafka import KafkaBroker
+from apptremind_gen.apptremind.events.booking.v1 import AppointmentBooked
+from apptremind_platform import outbox
+from apptremind_platform.db import unit_of_work
+from apptremind_platform.envelope import Event, decode
+from apptremind_platform.relay import OutboxRelay, RelaySettings
+from psycopg_pool import AsyncConnectionPool
+
+from tests.fixtures.db import ServiceDb
+from tests.fixtures.kafka_io import Record, read_until
+
+TOPIC = "booking.appointment.booked.v1"
+
+
+def booked(business_id: str, seq: int) -> Event:
+    return Event(TOPIC, business_id, AppointmentBooked(business_id=business_id, appointment_id=str(seq)))
+
+
+@contextmanager
+def running_relay(service_db: ServiceDb, kafka: KafkaBroker, **overrides: object) -> Iterator[OutboxRelay]:
+    relay = OutboxRelay(
+        RelaySettings(
+            service="test",
+            dsn=service_db.dsn,
+            bootstrap_servers=kafka.bootstrap_servers,
+            **overrides,  # type: ignore[arg-type]
+        )
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield relay
+    finally:
+        stop.set()
+        thread.join(30)
+        assert not thread.is_alive(), "relay did not stop"
+
+
+def sequences(records: list[Record]) -> dict[str, list[int]]:
+    """Per key, the appointment sequence numbers in the order Kafka holds them."""
+    out: dict[str, list[int]] = {}
+    for record in records:
+        data = decode(record.topic, record.value).data
+        assert isinstance(data, AppointmentBooked)
+        out.setdefault(record.key.decode() if record.key else "", []).append(int(data.appointment_id))
+    return out
+
+
+async def test_events_committed_while_broker_down_arrive_once_in_order(
+    service_db: ServiceDb, pool: AsyncConnectionPool, kafka: KafkaBroker
+) -> None:
+    service_db.execute("CREATE TABLE appointment (id int PRIMARY KEY, business_id text NOT NULL)")
+    keys = [f"biz-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    kafka.stop()
+    try:
+        seq = 0
+        for _ in range(40):
+            for key in keys:
+                seq += 1
+                async with unit_of_work(pool) as conn:
+                    await conn.execute("INSERT INTO appointment VALUES (%s, %s)", (seq, key))
+                    await outbox.add(conn, booked(key, seq), source="test")
+        # A transaction that rolls back publishes nothing.
+        with pytest.raises(RuntimeError):
+            async with unit_of_work(pool) as conn:
+                await outbox.add(conn, booked(keys[0], 10_000), source="test")
+                raise RuntimeError("domain check failed")
+        with running_relay(service_db, kafka, flush_timeout_s=2.0) as relay:
+            # The relay is up and retrying against a dead broker: nothing is marked published.
+            pending = service_db.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+            assert pending == [(120,)]
+            kafka.start()
+            records = read_until(
+                kafka.bootstrap_servers,
+                [TOPIC],
+                done=lambda rs: len(rs) >= 120,
+                keep=lambda r: r.key is not None and r.key.decode() in keys,
+            )
+            assert relay.healthy
+    finally:
+        if kafka.pid is None:
+            kafka.start()
+
+    by_key = sequences(records)
+    assert sorted(by_key) == sorted(keys)
+    for key in keys:
+        assert by_key[key] == sorted(by_key[key]), f"{key} reordered"
+        assert len(by_key[key]) == len(set(by_key[key])) == 40, f"{key} lost or duplicated"
+    assert all(10_000 not in seqs for seqs in by_key.values())
+    assert service_db.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL") == [(0,)]
+
+
+async def test_two_relays_at_once_keep_each_key_in_order(
+    service_db: ServiceDb, pool: AsyncConnectionPool, kafka: KafkaBroker
+) -> None:
+    keys = [f"biz-{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    total = 0
+    with running_relay(service_db, kafka, batch_size=25), running_relay(service_db, kafka, batch_size=25):
+        for seq in range(1, 301):
+            key = keys[seq % len(keys)]
+            async with unit_of_work(pool) as conn:
+                await outbox.add(conn, booked(key, seq), source="test")
+            total += 1
+        records = read_until(
+            kafka.bootstrap_servers,
+            [TOPIC],
+            done=lambda rs: len({(r.key, r.value) for r in rs}) >= total,
+            keep=lambda r: r.key is not None and r.key.decode() in keys,
+        )
+    for key, seqs in sequences(records).items():
+        first_seen = list(dict.fromkeys(seqs))
+        assert first_seen == sorted(first_seen), f"{key} reordered"
+        assert len(first_seen) == total // len(keys)
+
+
+async def test_published_rows_are_pruned(
+    service_db: ServiceDb, pool: AsyncConnectionPool, kafka: KafkaBroker
+) -> None:
+    key = f"biz-{uuid.uuid4().hex[:8]}"
+    async with unit_of_work(pool) as conn:
+        for seq in range(5):
+            await outbox.add(conn, booked(key, seq), source="test")
+    relay = OutboxRelay(
+        RelaySettings(service="test", dsn=service_db.dsn, bootstrap_servers=kafka.bootstrap_servers)
+    )
+    try:
+        assert relay.publish_batch() == 5
+        assert relay.publish_batch() == 0
+        assert relay.refresh_stats() == (0, 0.0)
+        service_db.execute("UPDATE outbox SET published_at = now() - interval '2 hours'")
+        assert relay.prune() == 5
+    finally:
+        relay.close()
+    assert service_db.execute("SELECT count(*) FROM outbox") == [(0,)]

@@ -1,0 +1,1 @@
+"""Tests of the dev-stack launchers against real servers."""

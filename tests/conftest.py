@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from psycopg_pool import AsyncConnectionPool
+
 from apptremind_devstack.kafka import KafkaBroker
 from apptremind_devstack.ports import free_port
 from apptremind_devstack.postgres import PostgresServer
 from apptremind_platform.db import open_pool
 from apptremind_platform.topics import ensure_topics
-from psycopg_pool import AsyncConnectionPool
-
 from tests.fixtures.db import ServiceDb, make_service_db
 
 

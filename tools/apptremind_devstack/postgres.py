@@ -468,10 +468,19 @@ class ExternalPostgres:
 
 
 def postgres_from_env(
-    data_dir: Path, port: int, log_file: Path | None = None, *, durable: bool = True
+    data_dir: Path,
+    port: int,
+    log_file: Path | None = None,
+    *,
+    durable: bool = True,
+    password: str = "postgres",
 ) -> PostgresServer | ExternalPostgres:
-    """The server named by ``APPTREMIND_PG_DSN`` if set, else a local one launched from the wheel."""
+    """The server named by ``APPTREMIND_PG_DSN`` if set, else a local one launched from the wheel.
+
+    ``password`` is the superuser's password of a local cluster; it only takes effect when ``initdb``
+    creates the cluster, so a persistent one (``make up``) must be given the same password every time.
+    """
     dsn = os.environ.get(DSN_ENV)
     if dsn:
         return ExternalPostgres(dsn)
-    return PostgresServer(data_dir, port, log_file, durable=durable)
+    return PostgresServer(data_dir, port, log_file, password=password, durable=durable)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from apptremind_platform import service
 from psycopg_pool import AsyncConnectionPool
+
+from apptremind_platform import service
 
 from .grpc import SERVICE, NotificationServiceServicer
 

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 
 import betterproto2
+
 from apptremind_gen.apptremind.events.v1 import Envelope
 from apptremind_gen.google.protobuf import Any as AnyMessage
 

@@ -13,28 +13,29 @@ from typing import Any
 from .processing import Incoming, MessageProcessor, Outcome
 
 
-def raw_topics(app: Any, processor: MessageProcessor) -> Any:
-    """The Faust topic for the processor's topics, delivering raw bytes (we decode the envelope ourselves)."""
-    return app.topic(
-        *processor.topics, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw"
+def raw_topic(app: Any, *names: str) -> Any:
+    """A Faust topic that delivers raw bytes: the platform decodes and checks the envelope itself."""
+    return app.topic(*names, key_type=bytes, value_type=bytes, value_serializer="raw", key_serializer="raw")
+
+
+def incoming(event: Any) -> Incoming:
+    """The client-independent record of a Faust event."""
+    message = event.message
+    return Incoming(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        key=message.key,
+        value=message.value,
+        headers=list(message.headers or []),
     )
 
 
 def processing_agent(processor: MessageProcessor) -> Callable[[Any], AsyncIterator[Outcome]]:
-    """Body for `app.agent(raw_topics(app, processor))`: yields each message's outcome."""
+    """Body for `app.agent(raw_topic(app, *processor.topics))`: yields each message's outcome."""
 
     async def agent(stream: Any) -> AsyncIterator[Outcome]:
         async for event in stream.events():
-            message = event.message
-            yield await processor.process(
-                Incoming(
-                    topic=message.topic,
-                    partition=message.partition,
-                    offset=message.offset,
-                    key=message.key,
-                    value=message.value,
-                    headers=[(k, v) for k, v in (message.headers or [])],
-                )
-            )
+            yield await processor.process(incoming(event))
 
     return agent

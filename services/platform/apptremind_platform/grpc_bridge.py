@@ -19,10 +19,11 @@ from typing import Any, TypeVar, overload
 import betterproto2
 import grpc
 import grpc.aio
-from apptremind_gen.google_proto_descriptor_pool import default_google_proto_descriptor_pool
-from apptremind_gen.message_pool import default_message_pool
 from betterproto2.casing import snake_case
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+from apptremind_gen.google_proto_descriptor_pool import default_google_proto_descriptor_pool
+from apptremind_gen.message_pool import default_message_pool
 
 from . import deadline, identity
 from .interceptors import current_request_id
@@ -89,9 +90,8 @@ def bind_service(servicer: object, service_full_name: str) -> grpc.GenericRpcHan
         if impl is None:
             continue
         handlers[spec.name] = _method_handler(spec, impl, type(servicer).__name__)
-    if not handlers:
-        # Almost always a servicer paired with the wrong service name; fail at startup, not per call.
-        raise ValueError(f"{type(servicer).__name__} implements no RPC of {service_full_name}")
+    # An empty servicer is allowed: a service publishes its contract (and reflection lists it) before its
+    # RPCs exist, and every call answers UNIMPLEMENTED until they do.
     return grpc.method_handlers_generic_handler(service_full_name, handlers)
 
 

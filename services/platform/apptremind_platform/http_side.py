@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY
+from prometheus_client.exposition import choose_encoder
 
 if TYPE_CHECKING:
     from .server import Readiness
@@ -57,6 +58,8 @@ class SidePort:
         ready = self._readiness.ready
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
-    async def _metrics(self, _: web.Request) -> web.Response:
-        # CONTENT_TYPE_LATEST carries parameters (version, charset), which aiohttp's content_type= refuses.
-        return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def _metrics(self, request: web.Request) -> web.Response:
+        # Negotiated like prometheus_client's own server: OpenMetrics when the scraper asks for it. The content
+        # type carries parameters (version, charset), which aiohttp's content_type= argument refuses.
+        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
+        return web.Response(body=encoder(REGISTRY), headers={"Content-Type": content_type})

@@ -26,9 +26,8 @@ from typing import Any
 import grpc
 import grpc.aio
 import structlog
-from google.protobuf import any_pb2  # type: ignore[import-untyped]
-from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped]
-from grpc_status import rpc_status  # type: ignore[import-untyped]
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from prometheus_client import Counter, Histogram
 
@@ -89,10 +88,10 @@ def error_trailers(
     code: grpc.StatusCode, message: str, reason: str, metadata: Mapping[str, str]
 ) -> list[Any]:
     """Trailing metadata carrying a google.rpc.Status with an ErrorInfo detail, plus `x-error-reason`."""
-    detail = any_pb2.Any()
-    detail.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata)))
-    status = rpc_status.to_status(status_pb2.Status(code=code.value[0], message=message, details=[detail]))
-    return [*status.trailing_metadata, (ERROR_REASON_KEY, reason)]
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=dict(metadata))
+    rich = status_pb2.Status(code=code.value[0], message=message)
+    rich.details.add().Pack(info)
+    return [*rpc_status.to_status(rich).trailing_metadata, (ERROR_REASON_KEY, reason)]
 
 
 class _CallScope:
@@ -131,6 +130,7 @@ class _CallScope:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        abort: tuple[grpc.StatusCode, str, str, Mapping[str, str]] | None = None
         try:
             if exc is None:
                 self._code = self._current_code(grpc.StatusCode.OK)
@@ -144,13 +144,17 @@ class _CallScope:
                 self._code = grpc.StatusCode.CANCELLED
             elif isinstance(exc, DomainError):
                 self._code = exc.code
-                await self._abort(exc.code, exc.message, exc.reason, exc.metadata)
+                abort = (exc.code, exc.message, exc.reason, exc.metadata)
             elif isinstance(exc, Exception):
                 self._code = grpc.StatusCode.INTERNAL
                 _log.error("unhandled_exception", exc_info=exc)
-                await self._abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, INTERNAL_REASON, {})
+                abort = (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE, INTERNAL_REASON, {})
         finally:
+            # Recorded before aborting: the caller may already hold the status by the time abort() returns,
+            # and its next look at the metrics or logs must include this call.
             self._finish(exc)
+        if abort is not None:
+            await self._abort(*abort)
 
     def _current_code(self, default: grpc.StatusCode) -> grpc.StatusCode:
         code = self._context.code()
@@ -168,7 +172,7 @@ class _CallScope:
         HANDLING_SECONDS.labels(self._service, self._method).observe(elapsed)
         fields: dict[str, Any] = {
             "grpc_service": self._service,
-            "grpc_method": self._method,
+            "method": self._method,
             "code": self._code.name,
             "duration_ms": round(elapsed * 1000, 3),
         }
@@ -216,7 +220,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 def _unary(behavior: Behavior, service: str, method: str) -> Behavior:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
         async with _CallScope(service, method, context):
-            return await behavior(request, context)
+            response = behavior(request, context)
+            # grpc.aio also accepts plain functions as handlers; only await what is awaitable.
+            return await response if inspect.isawaitable(response) else response
 
     return handle
 

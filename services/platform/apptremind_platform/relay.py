@@ -134,13 +134,16 @@ class OutboxRelay:
             rows = cur.fetchall()
             if not rows:
                 return 0
-            self._send(rows)
+            errors = self._produce(rows)
+            # Marking while librdkafka waits for acks overlaps the two round trips; the mark commits only
+            # if every ack arrives (else _await_acks raises and the transaction rolls back).
             cur.execute(_MARK, ([row[0] for row in rows],))
+            self._await_acks(errors)
         OUTBOX_PUBLISHED.labels(self.settings.service).inc(len(rows))
         OUTBOX_BATCH_SECONDS.labels(self.settings.service).observe(time.perf_counter() - started)
         return len(rows)
 
-    def _send(self, rows: list[tuple[Any, ...]]) -> None:
+    def _produce(self, rows: list[tuple[Any, ...]]) -> list[KafkaError]:
         producer = self._get_producer()
         errors: list[KafkaError] = []
 
@@ -161,7 +164,10 @@ class OutboxRelay:
                     break
                 except BufferError:
                     producer.poll(0.05)
-        remaining = producer.flush(self.settings.flush_timeout_s)
+        return errors
+
+    def _await_acks(self, errors: list[KafkaError]) -> None:
+        remaining = self._get_producer().flush(self.settings.flush_timeout_s)
         if remaining or errors:
             OUTBOX_PUBLISH_FAILURES.labels(self.settings.service).inc()
             self._drop_producer()

@@ -17,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
-from apptremind_gen.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from google.protobuf import descriptor_pool  # type: ignore[import-untyped]
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
+from apptremind_gen.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 
 from .grpc_bridge import bind_service
 from .http_side import SidePort

@@ -9,15 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import betterproto2
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
 from apptremind_gen.apptremind.events.auth import v1 as auth_events
 from apptremind_gen.apptremind.events.billing import v1 as billing_events
 from apptremind_gen.apptremind.events.booking import v1 as booking_events
 from apptremind_gen.apptremind.events.business import v1 as business_events
 from apptremind_gen.apptremind.events.notification import v1 as notification_events
 from apptremind_gen.apptremind.events.scheduler import v1 as scheduler_events
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
 
 DLQ_SUFFIX = ".dlq"
 

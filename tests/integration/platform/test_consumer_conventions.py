@@ -8,6 +8,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
+from psycopg_pool import AsyncConnectionPool
+
 from apptremind_devstack.kafka import KafkaBroker
 from apptremind_gen.apptremind.events.booking.v1 import ReminderCancelled
 from apptremind_platform import outbox
@@ -17,8 +19,6 @@ from apptremind_platform.dlq import list_dead_letters, replay
 from apptremind_platform.envelope import Decoded, Event, encode
 from apptremind_platform.processing import Incoming, MessageProcessor, Outcome, RetryPolicy
 from apptremind_platform.relay import OutboxRelay, RelaySettings
-from psycopg_pool import AsyncConnectionPool
-
 from tests.fixtures.db import ServiceDb
 from tests.fixtures.kafka_io import read_until
 

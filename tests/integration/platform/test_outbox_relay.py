@@ -8,14 +8,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
+from psycopg_pool import AsyncConnectionPool
+
 from apptremind_devstack.kafka import KafkaBroker
 from apptremind_gen.apptremind.events.booking.v1 import AppointmentBooked
 from apptremind_platform import outbox
 from apptremind_platform.db import unit_of_work
 from apptremind_platform.envelope import Event, decode
 from apptremind_platform.relay import OutboxRelay, RelaySettings
-from psycopg_pool import AsyncConnectionPool
-
 from tests.fixtures.db import ServiceDb
 from tests.fixtures.kafka_io import Record, read_until
 

@@ -10,6 +10,9 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+from google.protobuf import descriptor_pool
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
 from apptremind_gen.apptremind.scheduler.v1 import (
     GetRequest,
     GetResponse,
@@ -19,20 +22,43 @@ from apptremind_gen.apptremind.scheduler.v1 import (
     ScheduleRequest,
     ScheduleResponse,
 )
-from apptremind_platform.grpc_bridge import AsyncServiceClient, bind_service, open_channel, service_methods
+from apptremind_platform import deadline
+from apptremind_platform.grpc_bridge import (
+    AsyncServiceClient,
+    bind_service,
+    open_channel,
+    outgoing_metadata,
+    outgoing_timeout,
+    service_methods,
+)
+from apptremind_platform.identity import Caller, current_caller
+from apptremind_platform.interceptors import current_request_id
 from apptremind_platform.server import GrpcServer
 from apptremind_platform.settings import ServiceSettings
-from google.protobuf import descriptor_pool
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 SCHEDULER = "apptremind.scheduler.v1.SchedulerService"
 DUE = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 
 
 class GetOnlyScheduler:
-    """Implements Get only, so every other SchedulerService RPC must be UNIMPLEMENTED."""
+    """Implements Get only, so every other SchedulerService RPC must be UNIMPLEMENTED.
+
+    Get with key "relay" calls Get on `relay_port` through the bridge's client, as a service calling another
+    service while handling a request would; the inner call records what it inherited.
+    """
+
+    def __init__(self) -> None:
+        self.relay_port = 0
+        self.inherited: list[tuple[str, Caller, float | None]] = []
 
     async def get(self, request: GetRequest, context: grpc.aio.ServicerContext) -> GetResponse:
+        if request.idempotency_key == "relay":
+            async with open_channel(f"127.0.0.1:{self.relay_port}") as channel:
+                return await AsyncServiceClient(channel, SCHEDULER).call(
+                    "Get", GetRequest(business_id=request.business_id, idempotency_key="inner"), GetResponse
+                )
+        if request.idempotency_key == "inner":
+            self.inherited.append((current_request_id.get(), current_caller.get(), deadline.remaining()))
         return GetResponse(
             job=Job(
                 job_id="job-1",
@@ -45,9 +71,15 @@ class GetOnlyScheduler:
 
 
 @pytest.fixture
-async def served() -> AsyncIterator[GrpcServer]:
-    server = GrpcServer(ServiceSettings(grpc_port=0, http_port=0), [(GetOnlyScheduler(), SCHEDULER)])
+async def servicer() -> GetOnlyScheduler:
+    return GetOnlyScheduler()
+
+
+@pytest.fixture
+async def served(servicer: GetOnlyScheduler) -> AsyncIterator[GrpcServer]:
+    server = GrpcServer(ServiceSettings(grpc_port=0, http_port=0), [(servicer, SCHEDULER)])
     await server.start()
+    servicer.relay_port = server.port
     yield server
     await server.stop(0)
 
@@ -67,16 +99,27 @@ def test_service_methods_come_from_the_generated_descriptors() -> None:
     assert service_methods("apptremind.auth.v1.AuthService")["GetJwks"].attribute == "get_jwks"
 
 
-def test_bind_service_rejects_servicers_that_cannot_serve() -> None:
+async def test_a_servicer_without_rpcs_answers_unimplemented() -> None:
     class Nothing:
         pass
 
+    server = GrpcServer(ServiceSettings(grpc_port=0, http_port=0), [(Nothing(), SCHEDULER)])
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            client = AsyncServiceClient(channel, SCHEDULER)
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await client.call("Get", GetRequest(business_id="b", idempotency_key="k"))
+            assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    finally:
+        await server.stop(0)
+
+
+def test_bind_service_rejects_servicers_that_cannot_serve() -> None:
     class SyncGet:
         def get(self, request: Any, context: Any) -> Any:
             return None
 
-    with pytest.raises(ValueError, match="implements no RPC"):
-        bind_service(Nothing(), SCHEDULER)
     with pytest.raises(TypeError, match="async def"):
         bind_service(SyncGet(), SCHEDULER)
     with pytest.raises(LookupError):
@@ -108,6 +151,51 @@ async def test_client_refuses_wrong_request_types_and_unknown_methods(client: As
         await client.call("Get", GetRequest(), ScheduleResponse)
     with pytest.raises(LookupError):
         await client.call("Nope", GetRequest())
+
+
+async def test_calls_made_while_handling_inherit_request_id_caller_and_deadline(
+    client: AsyncServiceClient, servicer: GetOnlyScheduler
+) -> None:
+    caller = Caller(user_id="user-7", business_id="biz-7", role="staff")
+    response = await client.call(
+        "Get",
+        GetRequest(business_id="biz-7", idempotency_key="relay"),
+        GetResponse,
+        metadata=[*caller.to_metadata(), ("x-request-id", "req-chain")],
+        timeout=20,
+    )
+
+    assert response.job is not None
+    assert response.job.idempotency_key == "inner"
+    [(request_id, inner_caller, remaining)] = servicer.inherited
+    assert request_id == "req-chain"
+    assert inner_caller == caller
+    assert remaining is not None
+    assert 0 < remaining < 21
+
+
+def test_outgoing_metadata_keeps_explicit_values() -> None:
+    assert outgoing_metadata() == []
+    assert outgoing_timeout(None) is None
+    request_token = current_request_id.set("req-1")
+    caller_token = current_caller.set(Caller(user_id="u", business_id="b", role="owner"))
+    try:
+        with deadline.scope(2):
+            pairs = outgoing_metadata([("x-apptremind-role", "system")])
+            left = outgoing_timeout(None)
+            assert left is not None
+            assert left <= 2
+            assert outgoing_timeout(60) == pytest.approx(left, abs=0.5)
+            assert outgoing_timeout(0.5) == 0.5
+    finally:
+        current_caller.reset(caller_token)
+        current_request_id.reset(request_token)
+    assert sorted(pairs) == [
+        ("x-apptremind-business-id", "b"),
+        ("x-apptremind-role", "system"),
+        ("x-apptremind-user-id", "u"),
+        ("x-request-id", "req-1"),
+    ]
 
 
 def _reflect(port: int) -> tuple[list[str], Any, Any, Any]:

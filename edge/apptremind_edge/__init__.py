@@ -1,0 +1,1 @@
+"""The GraphQL edge: a Starlette + Strawberry BFF that reaches services only over gRPC."""

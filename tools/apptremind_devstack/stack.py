@@ -1,0 +1,763 @@
+"""The local stack behind ``make up`` / ``make down`` / ``make status``.
+
+Postgres, Kafka, every service process with its outbox relay, and the GraphQL edge, all on 127.0.0.1 and
+all remembered in one state directory (``<repo>/.stack``, or ``$APPTREMIND_STACK_DIR``) so that a later
+command, from another shell, can report on them or stop them.
+
+State directory layout::
+
+    stack.json      ports of the stack as launched (read by status, and by up while anything still runs)
+    secrets.json    generated database passwords, mode 0600, created once and reused
+    data/postgres   the Postgres cluster          data/kafka   the Kafka metadata log and topic data
+    logs/<name>.log one log per process           <name>.pid / postgres.pgdata   procs.py records
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import json
+import os
+import secrets
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+from . import _osproc, procs
+from .kafka import REPO_ROOT, KafkaBroker
+from .ports import port_open
+from .postgres import DSN_ENV, ExternalPostgres, PostgresServer, postgres_from_env, postmaster_pid
+
+SERVICES: tuple[str, ...] = (
+    "auth",
+    "business",
+    "booking",
+    "billing",
+    "scheduler",
+    "notification",
+    "analytics",
+)
+HOST = "127.0.0.1"
+STATE_DIR_ENV = "APPTREMIND_STACK_DIR"
+DEFAULT_TIMEOUT_S = 120.0
+_GRACE_AFTER_FAILURE_S = 10.0
+
+# Default ports (GUIDE §5); each one is overridable by the environment variable next to it.
+PG_PORT = ("APPTREMIND_PG_PORT", 15432)
+KAFKA_PORT = ("APPTREMIND_KAFKA_PORT", 19092)
+KAFKA_CONTROLLER_PORT = ("APPTREMIND_KAFKA_CONTROLLER_PORT", 19093)
+EDGE_PORT = ("APPTREMIND_EDGE_PORT", 8080)
+GRPC_PORT_BASE = 50051
+SIDE_PORT_BASE = 9101
+RELAY_PORT_BASE = 9201
+
+POSTGRES = "postgres"
+KAFKA = "kafka"
+EDGE = "edge"
+EDGE_MODULE = "apptremind_edge.app"
+RELAY_MODULE = "apptremind_platform.relay_cli"
+
+
+class StackError(RuntimeError):
+    """A problem the user can act on; the CLI prints the message without a traceback."""
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV) or REPO_ROOT / ".stack").resolve()
+
+
+def grpc_port_env(service: str) -> str:
+    return f"APPTREMIND_{service.upper()}_GRPC_PORT"
+
+
+def http_port_env(service: str) -> str:
+    return f"APPTREMIND_{service.upper()}_HTTP_PORT"
+
+
+def relay_port_env(service: str) -> str:
+    return f"APPTREMIND_{service.upper()}_RELAY_HTTP_PORT"
+
+
+def _env_port(name: str, default: int, env: Mapping[str, str]) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        raise StackError(f"{name}={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise StackError(f"{name}={port} is outside 1..65535")
+    return port
+
+
+def mask_password(dsn: str) -> str:
+    """The DSN with its password replaced by ``****`` (it is printed and written to stack.json)."""
+    parts = urlsplit(dsn)
+    if parts.password is None:
+        return dsn
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:****@{netloc}"))
+
+
+# -- what runs where ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Component:
+    """One Python process of the stack (a service, a relay or the edge) and its ports."""
+
+    name: str  # the record name in the state directory and the log file's stem
+    kind: str  # "service", "relay" or "edge"
+    module: str  # run as `python -m <module>`
+    http_port: int  # the side port (the edge serves /healthz, /readyz and /graphql on it)
+    service: str | None = None
+    grpc_port: int | None = None
+
+    def url(self, path: str) -> str:
+        return f"http://{HOST}:{self.http_port}{path}"
+
+    @property
+    def grpc_target(self) -> str | None:
+        return None if self.grpc_port is None else f"{HOST}:{self.grpc_port}"
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Every port of one stack; resolved from the environment when the stack starts, then kept in stack.json."""
+
+    pg_port: int
+    kafka_port: int
+    kafka_controller_port: int
+    edge_port: int
+    grpc_ports: dict[str, int]
+    side_ports: dict[str, int]
+    relay_ports: dict[str, int]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Layout:
+        layout = cls(
+            pg_port=_env_port(*PG_PORT, env),
+            kafka_port=_env_port(*KAFKA_PORT, env),
+            kafka_controller_port=_env_port(*KAFKA_CONTROLLER_PORT, env),
+            edge_port=_env_port(*EDGE_PORT, env),
+            grpc_ports={
+                s: _env_port(grpc_port_env(s), GRPC_PORT_BASE + i, env) for i, s in enumerate(SERVICES)
+            },
+            side_ports={
+                s: _env_port(http_port_env(s), SIDE_PORT_BASE + i, env) for i, s in enumerate(SERVICES)
+            },
+            relay_ports={
+                s: _env_port(relay_port_env(s), RELAY_PORT_BASE + i, env) for i, s in enumerate(SERVICES)
+            },
+        )
+        ports = layout.all_ports()
+        duplicates = sorted({p for p in ports if ports.count(p) > 1})
+        if duplicates:
+            raise StackError(f"port(s) {duplicates} assigned twice: check the APPTREMIND_*_PORT variables")
+        return layout
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Layout:
+        return cls(**data)
+
+    def all_ports(self) -> list[int]:
+        return [
+            self.pg_port,
+            self.kafka_port,
+            self.kafka_controller_port,
+            self.edge_port,
+            *self.grpc_ports.values(),
+            *self.side_ports.values(),
+            *self.relay_ports.values(),
+        ]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{HOST}:{self.kafka_port}"
+
+    def service_targets(self) -> str:
+        """The edge's APPTREMIND_SERVICE_TARGETS: ``auth=127.0.0.1:50051,business=...``."""
+        return ",".join(f"{s}={HOST}:{self.grpc_ports[s]}" for s in SERVICES)
+
+    def components(self, *, edge: bool) -> list[Component]:
+        """Launch order: each service followed by its relay, the edge last (``down`` stops in reverse)."""
+        found: list[Component] = []
+        for service in SERVICES:
+            found.append(
+                Component(
+                    name=service,
+                    kind="service",
+                    module=f"apptremind_{service}.bootstrap",
+                    http_port=self.side_ports[service],
+                    service=service,
+                    grpc_port=self.grpc_ports[service],
+                )
+            )
+            found.append(
+                Component(
+                    name=f"{service}-relay",
+                    kind="relay",
+                    module=RELAY_MODULE,
+                    http_port=self.relay_ports[service],
+                    service=service,
+                )
+            )
+        if edge:
+            found.append(Component(name=EDGE, kind="edge", module=EDGE_MODULE, http_port=self.edge_port))
+        return found
+
+
+class StateDir:
+    """Paths inside the state directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def stack_file(self) -> Path:
+        return self.root / "stack.json"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.json"
+
+    @property
+    def postgres_data(self) -> Path:
+        return self.root / "data" / "postgres"
+
+    @property
+    def kafka_data(self) -> Path:
+        return self.root / "data" / "kafka"
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    def read_stack(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads(self.stack_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return data
+
+
+# -- secrets ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Secrets:
+    postgres_password: str
+    runtime_passwords: dict[str, str]
+    migrator_passwords: dict[str, str]
+
+
+def _new_password() -> str:
+    # Hex only: db_bootstrap puts passwords into DSNs without URL-quoting them.
+    return secrets.token_hex(20)
+
+
+def load_or_create_secrets(path: Path) -> tuple[Secrets, bool]:
+    """Read secrets.json, adding any password still missing; returns the secrets and whether the file is new."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+        created = False
+    except FileNotFoundError:
+        data = {}
+        created = True
+    changed = created
+    if not data.get("postgres_password"):
+        data["postgres_password"] = _new_password()
+        changed = True
+    for key in ("runtime_passwords", "migrator_passwords"):
+        passwords: dict[str, str] = data.setdefault(key, {})
+        for service in SERVICES:
+            if not passwords.get(service):
+                passwords[service] = _new_password()
+                changed = True
+    if changed:
+        # Written 0600 from the first byte (never world-readable, even briefly), then renamed into place.
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2)
+            fh.write("\n")
+        tmp.replace(path)
+    return (
+        Secrets(data["postgres_password"], dict(data["runtime_passwords"]), dict(data["migrator_passwords"])),
+        created,
+    )
+
+
+# -- probes -------------------------------------------------------------------------------------------
+
+
+def http_status(url: str, timeout: float = 1.0) -> int | None:
+    """The HTTP status of a GET, or None when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError):
+        return None
+
+
+def grpc_health(target: str, timeout: float = 1.0) -> str:
+    """The standard gRPC health status of the whole server (service ``""``), e.g. ``SERVING``."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            response = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        except grpc.RpcError as exc:
+            return f"unreachable ({exc.code().name})"
+        name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        return name
+
+
+def probe(component: Component) -> tuple[bool, str]:
+    """Whether a component is ready, and a short word on why not."""
+    status = http_status(component.url("/readyz"))
+    if status != 200:
+        return False, "no answer on /readyz" if status is None else f"/readyz answers {status}"
+    if component.grpc_target is not None:
+        health = grpc_health(component.grpc_target)
+        if health != "SERVING":
+            return False, f"gRPC health {health}"
+    return True, "ready"
+
+
+# -- the stack ----------------------------------------------------------------------------------------
+
+
+class Stack:
+    """``up``, ``down`` and ``status`` of the stack remembered in one state directory."""
+
+    def __init__(self, state_dir: Path | None = None, out: TextIO | None = None) -> None:
+        self.state = StateDir(state_dir or default_state_dir())
+        self.out = out or sys.stdout
+
+    def say(self, line: str = "") -> None:
+        print(line, file=self.out, flush=True)
+
+    # -- up -------------------------------------------------------------------------------------------
+
+    def up(self, timeout: float = DEFAULT_TIMEOUT_S) -> int:
+        """Start whatever is not running yet, wait until everything is healthy, print the addresses."""
+        began = time.monotonic()
+        root = self.state.root
+        if not root.is_dir():
+            # Private: it holds secrets.json. Only on creation, because postgres.py later adds o+x (search
+            # only) so that its unprivileged server user can reach the cluster inside.
+            root.mkdir(parents=True, mode=0o700)
+        running = procs.running(root)
+        stored = self.state.read_stack()
+        # While anything of a previous `up` still runs, its ports win over the current environment:
+        # otherwise a changed variable would start a second copy beside the first.
+        layout = Layout.from_json(stored["layout"]) if running and stored else Layout.from_env()
+        stack_secrets, secrets_created = load_or_create_secrets(self.state.secrets_file)
+        postgres = postgres_from_env(
+            self.state.postgres_data,
+            layout.pg_port,
+            self.state.log(POSTGRES),
+            durable=True,
+            password=stack_secrets.postgres_password,
+        )
+        if (
+            secrets_created
+            and isinstance(postgres, PostgresServer)
+            and (postgres.pgdata / "PG_VERSION").exists()
+        ):
+            raise StackError(
+                f"{self.state.secrets_file} was missing but {postgres.pgdata} exists, so its superuser "
+                f"password is unknown: delete {root} (the stack's data) and run `make up` again"
+            )
+
+        components = self._launchable(layout)
+        pg_running = not isinstance(postgres, PostgresServer) or postgres.pid is not None
+        to_start = [c for c in components if c.name not in running]
+        if pg_running and KAFKA in running and not to_start:
+            self.say(f"The stack in {root} is already running; checking health.")
+            return self._finish(layout, postgres, components, began, timeout, cold=False)
+
+        self._check_ports_free(layout, postgres, running, to_start)
+        self._write_stack_file(layout, postgres, components)
+
+        if isinstance(postgres, PostgresServer) and postgres.pid is None:
+            self.say(f"starting Postgres on {HOST}:{layout.pg_port} ...")
+            postgres.start(timeout=60)
+            procs.record_postgres(root, POSTGRES, postgres.pgdata)
+        elif isinstance(postgres, ExternalPostgres):
+            self.say(f"using the Postgres named by {DSN_ENV}")
+            postgres.start(timeout=10)
+        if KAFKA not in running:
+            self.say(f"starting Kafka on {layout.bootstrap_servers} ...")
+            broker = KafkaBroker(
+                self.state.kafka_data,
+                layout.kafka_port,
+                layout.kafka_controller_port,
+                self.state.log(KAFKA),
+            )
+            broker.start(timeout=90)
+            assert broker.pid is not None
+            procs.record_process(root, KAFKA, broker.pid)
+
+        admin_dsn = postgres.dsn("postgres")
+        self._prepare_databases(admin_dsn, stack_secrets, layout)
+
+        for component in to_start:
+            procs.start_process(
+                component.name,
+                [sys.executable, "-m", component.module],
+                self._env(component, layout, admin_dsn, stack_secrets),
+                self.state.log(component.name),
+                root,
+                cwd=REPO_ROOT,
+            )
+        self.say(f"started {len(to_start)} process(es): {', '.join(c.name for c in to_start)}")
+        return self._finish(layout, postgres, components, began, timeout, cold=True)
+
+    def _launchable(self, layout: Layout) -> list[Component]:
+        """The components whose module is installed; the others are skipped, with a word."""
+        edge = _module_exists(EDGE_MODULE)
+        if not edge:
+            self.say(f"skipping the GraphQL edge: module {EDGE_MODULE} is not importable")
+        found = []
+        for component in layout.components(edge=edge):
+            # A relay drains its service's outbox, which exists only once the service's migrations ran.
+            needed = [component.module]
+            if component.service is not None:
+                needed.append(f"apptremind_{component.service}.bootstrap")
+            missing = [m for m in needed if not _module_exists(m)]
+            if missing:
+                self.say(f"skipping {component.name}: module {missing[0]} is not importable")
+                continue
+            found.append(component)
+        return found
+
+    def _check_ports_free(
+        self,
+        layout: Layout,
+        postgres: PostgresServer | ExternalPostgres,
+        running: Mapping[str, int],
+        to_start: list[Component],
+    ) -> None:
+        # Fail before launching anything: a port taken by something else would otherwise show up as a
+        # process that dies with a bind error after half the stack is already running.
+        wanted: list[tuple[int, str]] = []
+        if isinstance(postgres, PostgresServer) and postgres.pid is None:
+            wanted.append((layout.pg_port, PG_PORT[0]))
+        if KAFKA not in running:
+            wanted += [
+                (layout.kafka_port, KAFKA_PORT[0]),
+                (layout.kafka_controller_port, KAFKA_CONTROLLER_PORT[0]),
+            ]
+        for component in to_start:
+            if component.kind == "edge":
+                wanted.append((component.http_port, EDGE_PORT[0]))
+                continue
+            assert component.service is not None
+            if component.kind == "service":
+                assert component.grpc_port is not None
+                wanted.append((component.grpc_port, grpc_port_env(component.service)))
+                wanted.append((component.http_port, http_port_env(component.service)))
+            else:
+                wanted.append((component.http_port, relay_port_env(component.service)))
+        taken = [f"  {port:<6} {env}" for port, env in wanted if port_open(HOST, port)]
+        if taken:
+            raise StackError(
+                f"port(s) already in use on {HOST} (another stack? `make status` shows this one); "
+                "free them or move each with its variable:\n" + "\n".join(taken)
+            )
+
+    def _write_stack_file(
+        self, layout: Layout, postgres: PostgresServer | ExternalPostgres, components: list[Component]
+    ) -> None:
+        data = {
+            "layout": asdict(layout),
+            "postgres_admin_dsn": mask_password(postgres.dsn("postgres")),
+            "postgres_external": isinstance(postgres, ExternalPostgres),
+            "components": [asdict(c) for c in components],
+        }
+        self.state.stack_file.write_text(json.dumps(data, indent=2) + "\n")
+
+    def _prepare_databases(self, admin_dsn: str, stack_secrets: Secrets, layout: Layout) -> None:
+        """Each service's database, roles and migrations, then every Kafka topic (all idempotent)."""
+        from apptremind_platform.db_bootstrap import ServiceDatabase, bootstrap_service_database
+        from apptremind_platform.migrations import apply_migrations
+        from apptremind_platform.topics import ensure_topics
+
+        for service in SERVICES:
+            module_name = f"apptremind_{service}.bootstrap"
+            if not _module_exists(module_name):
+                continue
+            sql_dir: Path | None = importlib.import_module(module_name).SPEC.sql_dir
+            db = ServiceDatabase(
+                service, stack_secrets.runtime_passwords[service], stack_secrets.migrator_passwords[service]
+            )
+            bootstrap_service_database(admin_dsn, db)
+            applied = apply_migrations(db.migrator_dsn(admin_dsn), sql_dir)
+            self.say(f"database {db.database}: {len(applied)} migration(s) applied")
+        created = ensure_topics(layout.bootstrap_servers)
+        self.say(f"Kafka topics: {len(created)} created")
+
+    def _env(
+        self, component: Component, layout: Layout, admin_dsn: str, stack_secrets: Secrets
+    ) -> dict[str, str]:
+        # Unbuffered, so a log tail printed after a crash holds the last lines the process wrote.
+        env = {"PYTHONUNBUFFERED": "1", "APPTREMIND_KAFKA_BOOTSTRAP_SERVERS": layout.bootstrap_servers}
+        if component.kind == "edge":
+            env |= {
+                "APPTREMIND_EDGE_PORT": str(component.http_port),
+                "APPTREMIND_SERVICE_TARGETS": layout.service_targets(),
+            }
+            return env
+        from apptremind_platform.db_bootstrap import ServiceDatabase
+
+        assert component.service is not None
+        db = ServiceDatabase(
+            component.service,
+            stack_secrets.runtime_passwords[component.service],
+            stack_secrets.migrator_passwords[component.service],
+        )
+        env |= {
+            "APPTREMIND_SERVICE_NAME": component.service,
+            "APPTREMIND_DATABASE_URL": db.runtime_dsn(admin_dsn),
+            "APPTREMIND_GRPC_HOST": HOST,
+            "APPTREMIND_HTTP_PORT": str(component.http_port),
+        }
+        if component.grpc_port is not None:
+            env["APPTREMIND_GRPC_PORT"] = str(component.grpc_port)
+        return env
+
+    def _finish(
+        self,
+        layout: Layout,
+        postgres: PostgresServer | ExternalPostgres,
+        components: list[Component],
+        began: float,
+        timeout: float,
+        *,
+        cold: bool,
+    ) -> int:
+        failures = self._wait_healthy(components, began + timeout, progress=cold)
+        if failures:
+            for component, reason in failures:
+                log = self.state.log(component.name)
+                self.say(f"\n{component.name} is not healthy: {reason}. Last lines of {log}:")
+                self.say(_osproc.tail(log, 40))
+            self.say(
+                f"\n{len(failures)} process(es) not healthy after {time.monotonic() - began:.1f} s. "
+                "Everything is left running for inspection; `make down` stops it."
+            )
+            return 1
+        word = "up" if cold else "already up"
+        self.say(
+            f"\nApptRemind local stack is {word}: every process is healthy ({time.monotonic() - began:.1f} s).\n"
+        )
+        self._print_table(layout, postgres, components)
+        return 0
+
+    def _wait_healthy(
+        self, components: list[Component], deadline: float, *, progress: bool
+    ) -> list[tuple[Component, str]]:
+        pending = {c.name: c for c in components}
+        reasons = dict.fromkeys(pending, "not checked yet")
+        failures: list[tuple[Component, str]] = []
+        started = time.monotonic()
+        while pending:
+            alive = procs.running(self.state.root)
+            for name, component in list(pending.items()):
+                if name not in alive:
+                    del pending[name]
+                    failures.append((component, "the process exited"))
+                    # Others may be about to fail the same way (a shared bug): give them a short while
+                    # so one report shows every casualty, but do not sit out the whole timeout.
+                    deadline = min(deadline, time.monotonic() + _GRACE_AFTER_FAILURE_S)
+                    continue
+                ready, reasons[name] = probe(component)
+                if ready:
+                    del pending[name]
+                    if progress:
+                        self.say(f"  ready: {name:<22} after {time.monotonic() - started:5.1f} s")
+            if pending and time.monotonic() >= deadline:
+                failures += [(c, reasons[c.name]) for c in pending.values()]
+                break
+            if pending:
+                time.sleep(0.25)
+        return failures
+
+    def _print_table(
+        self, layout: Layout, postgres: PostgresServer | ExternalPostgres, components: list[Component]
+    ) -> None:
+        rows: list[tuple[str, str, str]] = [
+            (POSTGRES, "admin DSN", mask_password(postgres.dsn("postgres"))),
+            (KAFKA, "bootstrap", layout.bootstrap_servers),
+        ]
+        for component in components:
+            if component.kind == "service":
+                rows += [
+                    (component.name, "gRPC", f"{component.grpc_target}"),
+                    (component.name, "healthz", component.url("/healthz")),
+                    (component.name, "readyz", component.url("/readyz")),
+                    (component.name, "metrics", component.url("/metrics")),
+                ]
+            elif component.kind == "relay":
+                rows.append((component.name, "metrics", component.url("/metrics")))
+            else:
+                rows += [
+                    (component.name, "GraphQL", component.url("/graphql")),
+                    (component.name, "healthz", component.url("/healthz")),
+                    (component.name, "readyz", component.url("/readyz")),
+                ]
+        rows += [
+            ("logs", "directory", str(self.state.logs)),
+            ("secrets", "file", f"{self.state.secrets_file} (DB passwords)"),
+        ]
+        self._table(("COMPONENT", "WHAT", "ADDRESS"), rows)
+        scheduler = next((c for c in components if c.name == "scheduler"), None)
+        if scheduler is not None:
+            self.say(f"\ntry:  grpcurl -plaintext {scheduler.grpc_target} list")
+        self.say("stop: make down    status: make status")
+
+    def _table(self, header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> None:
+        widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+        for row in [header, *rows]:
+            self.say("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+    # -- down -----------------------------------------------------------------------------------------
+
+    def down(self) -> int:
+        """Stop every recorded process, newest first, and prove none survives."""
+        root = self.state.root
+        records = procs.records(root)
+        if not records:
+            self.say(f"nothing to stop: no process is recorded in {root}")
+            return 0
+        # Captured before stopping: stop_all deletes the records, and the postmaster's pid is in pgdata.
+        watched = {
+            r.name: (postmaster_pid(r.pgdata) if r.pgdata is not None else r.pid, r.start_time)
+            for r in records
+        }
+        try:
+            stopped = procs.stop_all(root)
+        except RuntimeError as exc:
+            self.say(f"stopping failed: {exc}")
+            return 1
+        survivors = [
+            f"{name} (pid {pid})"
+            for name, (pid, started) in watched.items()
+            if pid is not None
+            and _osproc.pid_alive(pid)
+            and (started is None or _osproc.start_time(pid) == started)
+        ]
+        if survivors:
+            self.say(f"still alive after stopping: {', '.join(survivors)}")
+            return 1
+        self.say(f"stopped {len(stopped)} process(es): {', '.join(stopped) or '-'}")
+        self.say(f"no recorded process survives; data is kept in {root / 'data'} for the next `make up`")
+        return 0
+
+    # -- status ---------------------------------------------------------------------------------------
+
+    def status(self) -> int:
+        """Each recorded component: its pid, whether it is alive, whether it is ready.
+
+        Exits 0 when everything is ready or nothing runs at all, 1 when the stack is partly up or unhealthy.
+        """
+        root = self.state.root
+        stored = self.state.read_stack()
+        records = {r.name: r for r in procs.records(root)}
+        if stored is None and not records:
+            self.say(f"the stack is not running (nothing recorded in {root}); `make up` starts it")
+            return 0
+        layout = Layout.from_json(stored["layout"]) if stored else Layout.from_env()
+        components = [Component(**c) for c in stored["components"]] if stored else []
+        rows: list[tuple[str, str, str, str, str]] = []
+        healthy = True
+
+        def add(name: str, address: str, check: Callable[[], tuple[bool, str]]) -> None:
+            nonlocal healthy
+            record = records.get(name)
+            if record is None:
+                pid, alive = None, False
+            elif record.pgdata is not None:
+                pid = postmaster_pid(record.pgdata)
+                alive = pid is not None
+            else:
+                pid, alive = record.pid, record.alive()
+            ready, detail = check() if alive else (False, "-")
+            healthy = healthy and ready
+            state = "alive" if alive else ("stopped" if record is None else "dead")
+            rows.append(
+                (name, "-" if pid is None else str(pid), state, "ready" if ready else detail, address)
+            )
+
+        external = bool(stored and stored.get("postgres_external"))
+        if external:
+            rows.append((POSTGRES, "-", "external", "-", stored["postgres_admin_dsn"] if stored else ""))
+        else:
+            add(POSTGRES, f"{HOST}:{layout.pg_port}", lambda: self._postgres_ready(layout))
+        add(KAFKA, layout.bootstrap_servers, lambda: _kafka_ready(layout.bootstrap_servers))
+        for component in components:
+            address = component.grpc_target or component.url(
+                "/graphql" if component.kind == "edge" else "/metrics"
+            )
+            add(component.name, address, functools.partial(probe, component))
+        self._table(("COMPONENT", "PID", "PROCESS", "READY", "ADDRESS"), rows)
+        self.say(f"\nlogs: {self.state.logs}")
+        if not records:
+            self.say("the stack is not running; `make up` starts it")
+            return 0
+        return 0 if healthy else 1
+
+    def _postgres_ready(self, layout: Layout) -> tuple[bool, str]:
+        try:
+            stack_secrets = json.loads(self.state.secrets_file.read_text())
+            dsn = (
+                f"postgresql://postgres:{stack_secrets['postgres_password']}@{HOST}:{layout.pg_port}/postgres"
+            )
+            with psycopg.connect(dsn, connect_timeout=2) as conn:
+                conn.execute("SELECT 1")
+        except (OSError, KeyError, ValueError, psycopg.Error) as exc:
+            return False, f"no login: {type(exc).__name__}"
+        return True, "ready"
+
+
+def _kafka_ready(bootstrap_servers: str) -> tuple[bool, str]:
+    if not port_open(HOST, int(bootstrap_servers.rsplit(":", 1)[1])):
+        return False, "port closed"
+    from confluent_kafka.admin import AdminClient
+
+    # log_level 0: librdkafka would print every failed connect to our stdout.
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    try:
+        admin.list_topics(timeout=3)
+    except Exception as exc:  # KafkaException carries the librdkafka reason
+        return False, f"no metadata: {exc}"
+    return True, "ready"
+
+
+def _module_exists(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        # find_spec imports the parent package, which may itself be missing or broken.
+        return False

@@ -1,7 +1,7 @@
 # ApptRemind developer entry points. `make up` runs the platform locally (no Docker), `make test` runs
 # every check CI runs.
 SHELL := /bin/bash
-export PATH := $(HOME)/.local/bin:$(CURDIR)/.venv/bin:$(PATH)
+export PATH := $(HOME)/.local/bin:$(HOME)/go/bin:$(CURDIR)/.venv/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
 MYPY_PACKAGES := $(foreach p,platform auth business booking billing scheduler notification analytics edge devstack,-p apptremind_$(p))
@@ -39,6 +39,9 @@ lint: sync
 	@$(UV) run --frozen mypy $(MYPY_PACKAGES)
 	@$(UV) run --frozen lint-imports --no-cache
 	@$(UV) run --frozen buf lint
+	@if command -v helm >/dev/null 2>&1; then helm lint --quiet charts/apptremind >/dev/null \
+	   && helm template apptremind charts/apptremind >/dev/null && echo "helm: chart lints and renders"; \
+	 else echo "helm not installed: chart not checked (go install helm.sh/helm/v3/cmd/helm@v3.16.3)"; fi
 	@if git rev-parse -q --verify HEAD~1 >/dev/null && git cat-file -e HEAD~1:buf.yaml 2>/dev/null; then \
 	   $(UV) run --frozen buf breaking --against '.git#ref=HEAD~1' && echo "buf breaking: no breaking change against HEAD~1"; \
 	 else echo "buf breaking: no previous commit with proto/ to compare against"; fi

@@ -7,7 +7,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from .stack import DEFAULT_TIMEOUT_S, SERVICES, STATE_DIR_ENV, Stack, StackError
+from .stack import DEFAULT_TIMEOUT_S, SERVICES, STATE_DIR_ENV, Stack, StackError, bootstrap_from_env
 
 _EPILOG = f"""\
 state directory: <repo>/.stack, or ${STATE_DIR_ENV}
@@ -37,13 +37,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("down", help="stop everything `up` started; data is kept")
     commands.add_parser("status", help="show each recorded process and whether it is alive and ready")
+    commands.add_parser(
+        "bootstrap",
+        help="prepare an existing Postgres and Kafka: databases, roles, migrations, topics (compose, Helm hook)",
+    )
     return parser
 
 
 def run(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    stack = Stack()
     try:
+        if args.command == "bootstrap":
+            return bootstrap_from_env()
+        stack = Stack()
         if args.command == "up":
             return stack.up(timeout=args.timeout)
         if args.command == "down":

@@ -254,6 +254,60 @@ class StateDir:
         return data
 
 
+# -- databases and topics -----------------------------------------------------------------------------
+
+
+def prepare_databases(
+    admin_dsn: str,
+    runtime_passwords: Mapping[str, str],
+    migrator_passwords: Mapping[str, str],
+    bootstrap_servers: str,
+    say: Callable[[str], None],
+) -> None:
+    """Each service's database, roles and migrations, then every Kafka topic (all idempotent)."""
+    from apptremind_platform.db_bootstrap import ServiceDatabase, bootstrap_service_database
+    from apptremind_platform.migrations import apply_migrations
+    from apptremind_platform.topics import ensure_topics
+
+    for service in SERVICES:
+        module_name = f"apptremind_{service}.bootstrap"
+        if not _module_exists(module_name):
+            continue
+        sql_dir: Path | None = importlib.import_module(module_name).SPEC.sql_dir
+        db = ServiceDatabase(service, runtime_passwords[service], migrator_passwords[service])
+        bootstrap_service_database(admin_dsn, db)
+        applied = apply_migrations(db.migrator_dsn(admin_dsn), sql_dir)
+        say(f"database {db.database}: {len(applied)} migration(s) applied")
+    created = ensure_topics(bootstrap_servers)
+    say(f"Kafka topics: {len(created)} created")
+
+
+def bootstrap_from_env(env: Mapping[str, str] = os.environ) -> int:
+    """`apptremind-stack bootstrap`: prepare an existing Postgres and Kafka (docker compose, a Helm hook).
+
+    Reads APPTREMIND_PG_DSN (an admin DSN), APPTREMIND_KAFKA_BOOTSTRAP_SERVERS, and each service's runtime
+    password from APPTREMIND_<SERVICE>_DB_PASSWORD, else APPTREMIND_DB_PASSWORD. Migrator passwords are
+    rotated on every run: only this command uses those roles.
+    """
+    admin_dsn = env.get("APPTREMIND_PG_DSN")
+    if not admin_dsn:
+        raise StackError("APPTREMIND_PG_DSN (an admin DSN) is required")
+    runtime: dict[str, str] = {}
+    for service in SERVICES:
+        password = env.get(f"APPTREMIND_{service.upper()}_DB_PASSWORD") or env.get("APPTREMIND_DB_PASSWORD")
+        if not password:
+            raise StackError(f"set APPTREMIND_{service.upper()}_DB_PASSWORD or APPTREMIND_DB_PASSWORD")
+        runtime[service] = password
+    prepare_databases(
+        admin_dsn,
+        runtime,
+        {service: _new_password() for service in SERVICES},
+        env.get("APPTREMIND_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
+        print,
+    )
+    return 0
+
+
 # -- secrets ------------------------------------------------------------------------------------------
 
 
@@ -499,24 +553,13 @@ class Stack:
         self.state.stack_file.write_text(json.dumps(data, indent=2) + "\n")
 
     def _prepare_databases(self, admin_dsn: str, stack_secrets: Secrets, layout: Layout) -> None:
-        """Each service's database, roles and migrations, then every Kafka topic (all idempotent)."""
-        from apptremind_platform.db_bootstrap import ServiceDatabase, bootstrap_service_database
-        from apptremind_platform.migrations import apply_migrations
-        from apptremind_platform.topics import ensure_topics
-
-        for service in SERVICES:
-            module_name = f"apptremind_{service}.bootstrap"
-            if not _module_exists(module_name):
-                continue
-            sql_dir: Path | None = importlib.import_module(module_name).SPEC.sql_dir
-            db = ServiceDatabase(
-                service, stack_secrets.runtime_passwords[service], stack_secrets.migrator_passwords[service]
-            )
-            bootstrap_service_database(admin_dsn, db)
-            applied = apply_migrations(db.migrator_dsn(admin_dsn), sql_dir)
-            self.say(f"database {db.database}: {len(applied)} migration(s) applied")
-        created = ensure_topics(layout.bootstrap_servers)
-        self.say(f"Kafka topics: {len(created)} created")
+        prepare_databases(
+            admin_dsn,
+            stack_secrets.runtime_passwords,
+            stack_secrets.migrator_passwords,
+            layout.bootstrap_servers,
+            self.say,
+        )
 
     def _env(
         self, component: Component, layout: Layout, admin_dsn: str, stack_secrets: Secrets

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -18,24 +17,16 @@ from apptremind_platform.db import Conn, unit_of_work
 from apptremind_platform.dlq import list_dead_letters, replay
 from apptremind_platform.envelope import Decoded, Event, encode
 from apptremind_platform.processing import Incoming, MessageProcessor, Outcome, RetryPolicy
-from apptremind_platform.relay import OutboxRelay, RelaySettings
 from tests.fixtures.db import ServiceDb
+from tests.fixtures.effects import CREATE, effects, record_effect
 from tests.fixtures.kafka_io import read_until
+from tests.fixtures.relay import running_relay
 
 TOPIC = "booking.reminder.cancelled.v1"
 
 
 def cancelled(business_id: str, key: str) -> Event:
     return Event(TOPIC, business_id, ReminderCancelled(business_id=business_id, idempotency_key=key))
-
-
-async def record_effect(conn: Conn, decoded: Decoded) -> None:
-    data = decoded.data
-    assert isinstance(data, ReminderCancelled)
-    await conn.execute(
-        "INSERT INTO effect (business_id, idempotency_key) VALUES (%s, %s)",
-        (data.business_id, data.idempotency_key),
-    )
 
 
 class Flaky:
@@ -56,28 +47,6 @@ class Flaky:
 
 async def no_sleep(_: float) -> None:
     return None
-
-
-def effects(service_db: ServiceDb, business_id: str) -> list[str]:
-    rows = service_db.execute(
-        "SELECT idempotency_key FROM effect WHERE business_id = %s ORDER BY idempotency_key", (business_id,)
-    )
-    return [str(r[0]) for r in rows]
-
-
-@contextmanager
-def relay_running(service_db: ServiceDb, kafka: KafkaBroker) -> Iterator[None]:
-    relay = OutboxRelay(
-        RelaySettings(service="test", dsn=service_db.dsn, bootstrap_servers=kafka.bootstrap_servers)
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 @asynccontextmanager
@@ -103,7 +72,7 @@ async def eventually(check: object, timeout_s: float = 60.0) -> None:
 async def test_same_message_twice_has_one_side_effect(
     service_db: ServiceDb, pool: AsyncConnectionPool
 ) -> None:
-    service_db.execute("CREATE TABLE effect (business_id text, idempotency_key text)")
+    service_db.execute(CREATE)
     processor = MessageProcessor("test-consumer", "test", pool, {TOPIC: record_effect})
     message = Incoming(TOPIC, 0, 7, b"biz", encode(cancelled("biz", "k1"), source="test"))
 
@@ -115,7 +84,7 @@ async def test_same_message_twice_has_one_side_effect(
 async def test_handler_failure_rolls_back_the_inbox_claim(
     service_db: ServiceDb, pool: AsyncConnectionPool
 ) -> None:
-    service_db.execute("CREATE TABLE effect (business_id text, idempotency_key text)")
+    service_db.execute(CREATE)
     handler = Flaky()
     handler.poison.add("k1")
     delays: list[float] = []
@@ -144,7 +113,7 @@ async def test_handler_failure_rolls_back_the_inbox_claim(
 async def test_poison_reaches_dlq_with_error_and_replay_processes_it(
     service_db: ServiceDb, pool: AsyncConnectionPool, kafka: KafkaBroker
 ) -> None:
-    service_db.execute("CREATE TABLE effect (business_id text, idempotency_key text)")
+    service_db.execute(CREATE)
     business = f"biz-{uuid.uuid4().hex[:8]}"
     poison_key = f"poison-{uuid.uuid4().hex[:8]}"
     handler = Flaky()
@@ -157,7 +126,7 @@ async def test_poison_reaches_dlq_with_error_and_replay_processes_it(
         await outbox.add(conn, cancelled(business, poison_key), source="test")
         await outbox.add(conn, cancelled(business, "ok-2"), source="test")
 
-    with relay_running(service_db, kafka):
+    with running_relay(service_db.dsn, kafka):
         async with consuming(processor, kafka):
             await eventually(lambda: effects(service_db, business) == ["ok-1", "ok-2"])
             dead = await asyncio.to_thread(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
@@ -18,33 +15,13 @@ from apptremind_platform.envelope import Event, decode
 from apptremind_platform.relay import OutboxRelay, RelaySettings
 from tests.fixtures.db import ServiceDb
 from tests.fixtures.kafka_io import Record, read_until
+from tests.fixtures.relay import running_relay
 
 TOPIC = "booking.appointment.booked.v1"
 
 
 def booked(business_id: str, seq: int) -> Event:
     return Event(TOPIC, business_id, AppointmentBooked(business_id=business_id, appointment_id=str(seq)))
-
-
-@contextmanager
-def running_relay(service_db: ServiceDb, kafka: KafkaBroker, **overrides: object) -> Iterator[OutboxRelay]:
-    relay = OutboxRelay(
-        RelaySettings(
-            service="test",
-            dsn=service_db.dsn,
-            bootstrap_servers=kafka.bootstrap_servers,
-            **overrides,  # type: ignore[arg-type]
-        )
-    )
-    stop = threading.Event()
-    thread = threading.Thread(target=relay.run, args=(stop,), daemon=True)
-    thread.start()
-    try:
-        yield relay
-    finally:
-        stop.set()
-        thread.join(30)
-        assert not thread.is_alive(), "relay did not stop"
 
 
 def sequences(records: list[Record]) -> dict[str, list[int]]:
@@ -76,7 +53,7 @@ async def test_events_committed_while_broker_down_arrive_once_in_order(
             async with unit_of_work(pool) as conn:
                 await outbox.add(conn, booked(keys[0], 10_000), source="test")
                 raise RuntimeError("domain check failed")
-        with running_relay(service_db, kafka, flush_timeout_s=2.0) as relay:
+        with running_relay(service_db.dsn, kafka, flush_timeout_s=2.0) as relay:
             # The relay is up and retrying against a dead broker: nothing is marked published.
             pending = service_db.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL")
             assert pending == [(120,)]
@@ -106,7 +83,10 @@ async def test_two_relays_at_once_keep_each_key_in_order(
 ) -> None:
     keys = [f"biz-{uuid.uuid4().hex[:8]}" for _ in range(4)]
     total = 0
-    with running_relay(service_db, kafka, batch_size=25), running_relay(service_db, kafka, batch_size=25):
+    with (
+        running_relay(service_db.dsn, kafka, batch_size=25),
+        running_relay(service_db.dsn, kafka, batch_size=25),
+    ):
         for seq in range(1, 301):
             key = keys[seq % len(keys)]
             async with unit_of_work(pool) as conn:

@@ -18,11 +18,12 @@ from apptremind_devstack.ports import free_port
 from apptremind_devstack.postgres import PostgresServer
 from apptremind_gen.apptremind.events.booking.v1 import ReminderCancelled
 from apptremind_platform import outbox
-from apptremind_platform.db import Conn, open_pool, unit_of_work
-from apptremind_platform.envelope import Decoded, Event, decode, encode
+from apptremind_platform.db import open_pool, unit_of_work
+from apptremind_platform.envelope import Event, decode, encode
 from apptremind_platform.processing import Incoming, MessageProcessor, Outcome
 from apptremind_platform.relay import OutboxRelay, RelaySettings
 from tests.fixtures.db import ServiceDb
+from tests.fixtures.effects import CREATE, record_effect
 from tests.fixtures.kafka_io import read_until
 
 TOPIC = "booking.reminder.cancelled.v1"
@@ -49,7 +50,7 @@ def bouncer(service_db: ServiceDb, postgres: PostgresServer, tmp_path: Path) -> 
 async def test_outbox_inbox_and_relay_through_transaction_pooling(
     service_db: ServiceDb, bouncer: PgBouncer, kafka: KafkaBroker
 ) -> None:
-    service_db.execute("CREATE TABLE effect (business_id text, idempotency_key text)")
+    service_db.execute(CREATE)
     dsn = bouncer.dsn(service_db.db.runtime_role, service_db.db.database)
     pool = await open_pool(dsn, min_size=2, max_size=8)
     keys = [f"biz-{uuid.uuid4().hex[:8]}" for _ in range(3)]
@@ -65,12 +66,7 @@ async def test_outbox_inbox_and_relay_through_transaction_pooling(
         for chunk in range(0, 60, 12):
             await asyncio.gather(*(write(n) for n in range(chunk, chunk + 12)))
 
-        async def record(conn: Conn, decoded: Decoded) -> None:
-            data = decoded.data
-            assert isinstance(data, ReminderCancelled)
-            await conn.execute("INSERT INTO effect VALUES (%s, %s)", (data.business_id, data.idempotency_key))
-
-        processor = MessageProcessor("pooled", "test", pool, {TOPIC: record})
+        processor = MessageProcessor("pooled", "test", pool, {TOPIC: record_effect})
         message = Incoming(
             TOPIC, 0, 0, b"x", encode(Event(TOPIC, "pooled-biz", ReminderCancelled("pooled-biz")), "t")
         )

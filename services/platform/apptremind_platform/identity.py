@@ -1,47 +1,80 @@
-"""Who is calling: the caller's identity and tenant as carried in gRPC metadata.
+"""Who is calling: the identity proven by the access token the call carries, and the checks on it.
 
-The edge verifies the end user's JWT and forwards the identity in these keys; each service decides what
-the caller may do. How services authenticate the forwarded identity itself is the auth issue's concern.
+The edge forwards the end user's access token (`authorization: Bearer <jwt>`); every service verifies it
+itself (access_tokens.TokenVerifier) and authorises each call against the memberships it lists. Nothing
+else in the metadata is trusted: a caller that forges identity headers, or a token, is anonymous.
 """
 
 from __future__ import annotations
 
 import contextvars
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-USER_ID = "x-apptremind-user-id"
-BUSINESS_ID = "x-apptremind-business-id"
-ROLE = "x-apptremind-role"
+from .errors import PermissionDenied, Unauthenticated
+
+AUTHORIZATION = "authorization"
 REQUEST_ID = "x-request-id"
+
+OWNER, ADMIN, STAFF = "owner", "admin", "staff"
+ROLES = (OWNER, ADMIN, STAFF)
+MANAGERS = (OWNER, ADMIN)
 
 
 @dataclass(frozen=True, slots=True)
 class Caller:
     user_id: str = ""
-    business_id: str = ""
-    role: str = ""
+    # business_id -> role, as the access token lists them.
+    memberships: Mapping[str, str] = field(default_factory=dict)
+    token: str = ""
+    # Why a presented token was refused (expired, bad signature, ...); empty when none was presented.
+    auth_error: str = ""
 
     @property
     def anonymous(self) -> bool:
         return not self.user_id
 
-    def to_metadata(self) -> list[tuple[str, str]]:
-        pairs = [(USER_ID, self.user_id), (BUSINESS_ID, self.business_id), (ROLE, self.role)]
-        return [(k, v) for k, v in pairs if v]
+    def require_user(self) -> str:
+        if self.anonymous:
+            raise Unauthenticated(self.auth_error or "unauthenticated", "a valid access token is required")
+        return self.user_id
 
-    @classmethod
-    def from_metadata(cls, metadata: Iterable[tuple[str, str | bytes]] | Mapping[str, str] | None) -> Caller:
-        if metadata is None:
-            return cls()
-        items = metadata.items() if isinstance(metadata, Mapping) else metadata
-        found: dict[str, str] = {}
-        for key, value in items:
-            if key in (USER_ID, BUSINESS_ID, ROLE):
-                found[key] = value.decode() if isinstance(value, bytes) else value
-        return cls(found.get(USER_ID, ""), found.get(BUSINESS_ID, ""), found.get(ROLE, ""))
+    def role_in(self, business_id: str) -> str | None:
+        return self.memberships.get(business_id)
+
+    def require_role(self, business_id: str, roles: Iterable[str] = ROLES) -> str:
+        """The caller's role in business_id, if it is one of `roles`; refuses otherwise.
+
+        Unknown and foreign business ids get the same answer, so a caller learns nothing about businesses
+        it does not belong to.
+        """
+        self.require_user()
+        role = self.memberships.get(business_id)
+        if role is None:
+            raise PermissionDenied("not_a_member", "the caller is not a member of this business")
+        if role not in tuple(roles):
+            raise PermissionDenied("insufficient_role", f"the {role} role may not do this")
+        return role
+
+    def require_manager(self, business_id: str) -> str:
+        return self.require_role(business_id, MANAGERS)
+
+    def to_metadata(self) -> list[tuple[str, str]]:
+        """Metadata that carries this identity on to another service (which verifies it again)."""
+        return [(AUTHORIZATION, f"Bearer {self.token}")] if self.token else []
+
+
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | Mapping[str, str] | None) -> str:
+    if metadata is None:
+        return ""
+    items = metadata.items() if isinstance(metadata, Mapping) else metadata
+    for key, value in items:
+        if key == AUTHORIZATION:
+            text = value.decode() if isinstance(value, bytes) else value
+            scheme, _, token = text.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
 
 
 ANONYMOUS = Caller()
-# Caller is frozen, so sharing one default instance is safe.
 current_caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("current_caller", default=ANONYMOUS)

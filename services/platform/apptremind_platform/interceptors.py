@@ -32,8 +32,9 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 from prometheus_client import Counter, Histogram
 
 from . import deadline
+from .access_tokens import TokenVerifier
 from .errors import DomainError
-from .identity import REQUEST_ID, Caller, current_caller
+from .identity import ANONYMOUS, REQUEST_ID, bearer_token, current_caller
 from .logs import get_logger
 
 ERROR_DOMAIN = "apptremind"
@@ -72,10 +73,10 @@ _log = get_logger("apptremind.grpc")
 Behavior = Callable[[Any, Any], Any]
 
 
-def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+def server_interceptors(verifier: TokenVerifier | None = None) -> list[grpc.aio.ServerInterceptor]:
     """The interceptor chain of every server: tracing outermost, so logs and errors land inside the span."""
     not_infra = filters.negate(filters.any_of(*(filters.service_name(name) for name in INFRA_SERVICES)))
-    return [aio_server_interceptor(filter_=not_infra), CallInterceptor()]  # type: ignore[no-untyped-call]
+    return [aio_server_interceptor(filter_=not_infra), CallInterceptor(verifier)]  # type: ignore[no-untyped-call]
 
 
 def split_method(full_method: str) -> tuple[str, str]:
@@ -97,7 +98,10 @@ def error_trailers(
 class _CallScope:
     """Everything around one call: context in, status mapping, log line and metrics out."""
 
-    def __init__(self, service: str, method: str, context: grpc.aio.ServicerContext) -> None:
+    def __init__(
+        self, service: str, method: str, context: grpc.aio.ServicerContext, verifier: TokenVerifier | None
+    ) -> None:
+        self._verifier = verifier
         self._service = service
         self._method = method
         self._context = context
@@ -110,10 +114,13 @@ class _CallScope:
         metadata = tuple(self._context.invocation_metadata() or ())
         supplied = next((v for k, v in metadata if k == REQUEST_ID and isinstance(v, str)), "")
         self._request_id = supplied if _REQUEST_ID_RE.match(supplied) else uuid.uuid4().hex
-        caller = Caller.from_metadata(metadata)
+        token = bearer_token(metadata)
+        caller = ANONYMOUS
+        if token and self._verifier is not None:
+            caller = await self._verifier.caller(token)
         fields = {"request_id": self._request_id, "rpc": f"{self._service}/{self._method}"}
-        if caller.business_id:
-            fields["business_id"] = caller.business_id
+        if caller.user_id:
+            fields["user_id"] = caller.user_id
 
         log_tokens = structlog.contextvars.bind_contextvars(**fields)
         request_token = current_request_id.set(self._request_id)
@@ -189,6 +196,9 @@ class _CallScope:
 class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Wraps every method handler so its calls run inside a `_CallScope`."""
 
+    def __init__(self, verifier: TokenVerifier | None = None) -> None:
+        self._verifier = verifier
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
@@ -204,22 +214,24 @@ class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         }
         if handler.request_streaming and handler.response_streaming:
             return grpc.stream_stream_rpc_method_handler(
-                _streaming(handler.stream_stream, service, method), **options
+                _streaming(handler.stream_stream, service, method, self._verifier), **options
             )
         if handler.response_streaming:
             return grpc.unary_stream_rpc_method_handler(
-                _streaming(handler.unary_stream, service, method), **options
+                _streaming(handler.unary_stream, service, method, self._verifier), **options
             )
         if handler.request_streaming:
             return grpc.stream_unary_rpc_method_handler(
-                _unary(handler.stream_unary, service, method), **options
+                _unary(handler.stream_unary, service, method, self._verifier), **options
             )
-        return grpc.unary_unary_rpc_method_handler(_unary(handler.unary_unary, service, method), **options)
+        return grpc.unary_unary_rpc_method_handler(
+            _unary(handler.unary_unary, service, method, self._verifier), **options
+        )
 
 
-def _unary(behavior: Behavior, service: str, method: str) -> Behavior:
+def _unary(behavior: Behavior, service: str, method: str, verifier: TokenVerifier | None) -> Behavior:
     async def handle(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async with _CallScope(service, method, context):
+        async with _CallScope(service, method, context, verifier):
             response = behavior(request, context)
             # grpc.aio also accepts plain functions as handlers; only await what is awaitable.
             return await response if inspect.isawaitable(response) else response
@@ -227,9 +239,9 @@ def _unary(behavior: Behavior, service: str, method: str) -> Behavior:
     return handle
 
 
-def _streaming(behavior: Behavior, service: str, method: str) -> Behavior:
+def _streaming(behavior: Behavior, service: str, method: str, verifier: TokenVerifier | None) -> Behavior:
     async def generate(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async with _CallScope(service, method, context):
+        async with _CallScope(service, method, context, verifier):
             responses = behavior(request, context)
             if inspect.isawaitable(responses):
                 # Handlers may answer through `await context.write(...)` (the health Watch) instead of yielding.

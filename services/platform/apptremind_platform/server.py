@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from apptremind_gen.google_proto_descriptor_pool import default_google_proto_descriptor_pool
 
+from .access_tokens import TokenVerifier
 from .grpc_bridge import bind_service
 from .http_side import SidePort
 from .interceptors import server_interceptors
@@ -165,7 +166,9 @@ class GrpcServer:
         settings: ServiceSettings,
         services: Sequence[tuple[object, str]],
         readiness: Readiness | None = None,
+        verifier: TokenVerifier | None = None,
     ) -> None:
+        self._verifier = verifier
         self._settings = settings
         self._services = list(services)
         self.service_names = [name for _, name in self._services]
@@ -184,7 +187,7 @@ class GrpcServer:
     async def start(self) -> None:
         if self._server is not None:
             raise RuntimeError("server already started")
-        server = grpc.aio.server(interceptors=server_interceptors())
+        server = grpc.aio.server(interceptors=server_interceptors(self._verifier))
         for servicer, name in self._services:
             server.add_generic_rpc_handlers((bind_service(servicer, name),))
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from psycopg_pool import AsyncConnectionPool
 
+from .access_tokens import JwksSource, TokenVerifier, remote_jwks
 from .consumer import KafkaConsumerRunner
 from .db import open_pool
 from .logs import configure_logging, get_logger
@@ -24,6 +25,7 @@ from .tracing import configure_tracing
 log = get_logger(__name__)
 
 ServicerFactory = Callable[[AsyncConnectionPool], Sequence[tuple[object, str]]]
+JwksFactory = Callable[[AsyncConnectionPool], JwksSource]
 ProcessorFactory = Callable[[AsyncConnectionPool], MessageProcessor]
 
 
@@ -33,6 +35,8 @@ class ServiceSpec:
     servicers: ServicerFactory
     sql_dir: Path | None = None
     processors: Sequence[ProcessorFactory] = field(default_factory=tuple)
+    # Where signing keys come from; by default the auth-service over gRPC (auth-service reads its own).
+    jwks: JwksFactory | None = None
 
 
 async def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
@@ -40,7 +44,8 @@ async def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
     readiness = Readiness()
     readiness.add("db", db_check(pool))
     readiness.add("kafka", kafka_check(settings.kafka.bootstrap_servers))
-    server = GrpcServer(settings, spec.servicers(pool), readiness)
+    jwks = spec.jwks(pool) if spec.jwks is not None else remote_jwks(settings.auth_target)
+    server = GrpcServer(settings, spec.servicers(pool), readiness, TokenVerifier(jwks))
     stop_consumers = asyncio.Event()
     consumers = [
         asyncio.create_task(

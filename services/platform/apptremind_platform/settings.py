@@ -26,6 +26,8 @@ class ServiceSettings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    # Where the auth-service's JWKS comes from, to verify access tokens.
+    auth_target: str = "127.0.0.1:50051"
     log_level: str = "info"
     # How often readiness re-checks the database and Kafka.
     readiness_interval_s: float = 2.0

@@ -35,6 +35,7 @@ from apptremind_platform.identity import Caller, current_caller
 from apptremind_platform.interceptors import current_request_id
 from apptremind_platform.server import GrpcServer
 from apptremind_platform.settings import ServiceSettings
+from tests.fixtures.tokens import SigningKeys
 
 SCHEDULER = "apptremind.scheduler.v1.SchedulerService"
 DUE = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
@@ -70,6 +71,9 @@ class GetOnlyScheduler:
         )
 
 
+KEYS = SigningKeys()
+
+
 @pytest.fixture
 async def servicer() -> GetOnlyScheduler:
     return GetOnlyScheduler()
@@ -77,7 +81,9 @@ async def servicer() -> GetOnlyScheduler:
 
 @pytest.fixture
 async def served(servicer: GetOnlyScheduler) -> AsyncIterator[GrpcServer]:
-    server = GrpcServer(ServiceSettings(grpc_port=0, http_port=0), [(servicer, SCHEDULER)])
+    server = GrpcServer(
+        ServiceSettings(grpc_port=0, http_port=0), [(servicer, SCHEDULER)], verifier=KEYS.verifier()
+    )
     await server.start()
     servicer.relay_port = server.port
     yield server
@@ -156,7 +162,7 @@ async def test_client_refuses_wrong_request_types_and_unknown_methods(client: As
 async def test_calls_made_while_handling_inherit_request_id_caller_and_deadline(
     client: AsyncServiceClient, servicer: GetOnlyScheduler
 ) -> None:
-    caller = Caller(user_id="user-7", business_id="biz-7", role="staff")
+    caller = KEYS.caller("user-7", {"biz-7": "staff"})
     response = await client.call(
         "Get",
         GetRequest(business_id="biz-7", idempotency_key="relay"),
@@ -178,10 +184,10 @@ def test_outgoing_metadata_keeps_explicit_values() -> None:
     assert outgoing_metadata() == []
     assert outgoing_timeout(None) is None
     request_token = current_request_id.set("req-1")
-    caller_token = current_caller.set(Caller(user_id="u", business_id="b", role="owner"))
+    caller_token = current_caller.set(Caller(user_id="u", memberships={"b": "owner"}, token="jwt-u"))
     try:
         with deadline.scope(2):
-            pairs = outgoing_metadata([("x-apptremind-role", "system")])
+            pairs = outgoing_metadata([("x-custom", "kept")])
             left = outgoing_timeout(None)
             assert left is not None
             assert left <= 2
@@ -191,9 +197,8 @@ def test_outgoing_metadata_keeps_explicit_values() -> None:
         current_caller.reset(caller_token)
         current_request_id.reset(request_token)
     assert sorted(pairs) == [
-        ("x-apptremind-business-id", "b"),
-        ("x-apptremind-role", "system"),
-        ("x-apptremind-user-id", "u"),
+        ("authorization", "Bearer jwt-u"),
+        ("x-custom", "kept"),
         ("x-request-id", "req-1"),
     ]
 

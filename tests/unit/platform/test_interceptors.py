@@ -7,6 +7,7 @@ readiness check, a plain async function the test opens and closes.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -33,6 +34,7 @@ from apptremind_platform.interceptors import current_request_id
 from apptremind_platform.server import GrpcServer, Readiness, kafka_check
 from apptremind_platform.settings import ServiceSettings
 from apptremind_platform.tracing import configure_tracing, current_trace_id, extract_context, inject_headers
+from tests.fixtures.tokens import SigningKeys
 
 SCHEDULER = "apptremind.scheduler.v1.SchedulerService"
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -91,13 +93,16 @@ class Stack:
     channel: grpc.aio.Channel
 
 
+KEYS = SigningKeys()
+
+
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
     probe, gate = Probe(), Gate()
     readiness = Readiness()
     readiness.add("gate", gate)
     settings = ServiceSettings(grpc_port=0, http_port=0, readiness_interval_s=0.01, shutdown_grace_s=5)
-    server = GrpcServer(settings, [(probe, SCHEDULER)], readiness)
+    server = GrpcServer(settings, [(probe, SCHEDULER)], readiness, KEYS.verifier())
     await server.start()
     async with open_channel(f"127.0.0.1:{server.port}") as channel:
         yield Stack(server, probe, gate, AsyncServiceClient(channel, SCHEDULER), channel)
@@ -174,7 +179,7 @@ async def test_unexpected_exception_is_internal_without_its_message(stack: Stack
 
 
 async def test_caller_identity_and_request_id_reach_the_handler(stack: Stack) -> None:
-    caller = Caller(user_id="user-1", business_id="biz-1", role="owner")
+    caller = KEYS.caller("user-1", {"biz-1": "owner"})
     _, trailers = await _call_with_trailers(
         stack.channel, GetRequest(), [*caller.to_metadata(), ("x-request-id", "req-42")]
     )
@@ -182,8 +187,27 @@ async def test_caller_identity_and_request_id_reach_the_handler(stack: Stack) ->
     assert stack.probe.seen["caller"] == caller
     assert stack.probe.seen["request_id"] == "req-42"
     assert stack.probe.seen["log_context"]["request_id"] == "req-42"
-    assert stack.probe.seen["log_context"]["business_id"] == "biz-1"
+    assert stack.probe.seen["log_context"]["user_id"] == "user-1"
     assert trailers["x-request-id"] == "req-42"
+
+
+async def test_forged_identity_is_anonymous(stack: Stack) -> None:
+    other = SigningKeys()  # a key the service does not trust
+    cases = [
+        ([("x-apptremind-user-id", "user-1"), ("x-apptremind-role", "owner")], ""),
+        ([("authorization", "Bearer not-a-jwt")], "malformed_token"),
+        (other.caller("user-1", {"biz-1": "owner"}).to_metadata(), "unknown_signing_key"),
+        (
+            [("authorization", "Bearer " + KEYS.token("user-1", ttl=dt.timedelta(minutes=-10)))],
+            "token_expired",
+        ),
+    ]
+    for metadata, reason in cases:
+        await _call_with_trailers(stack.channel, GetRequest(), metadata)
+        seen = stack.probe.seen["caller"]
+        assert seen.anonymous
+        assert seen.auth_error == reason
+        assert seen.memberships == {}
 
 
 async def test_request_id_is_generated_when_missing_or_malformed(stack: Stack) -> None:

@@ -3,19 +3,176 @@
 # plugin: python-betterproto2
 # This file has been @generated
 
-__all__ = ("AuthServiceStub", "GetJwksRequest", "GetJwksResponse")
+__all__ = (
+    "AcceptInvitationRequest",
+    "AcceptInvitationResponse",
+    "AuthServiceStub",
+    "BusinessDraft",
+    "ChangePasswordRequest",
+    "ChangePasswordResponse",
+    "GetJwksRequest",
+    "GetJwksResponse",
+    "GetMeRequest",
+    "GetMeResponse",
+    "Invitation",
+    "InviteStaffRequest",
+    "InviteStaffResponse",
+    "ListMembersRequest",
+    "ListMembersResponse",
+    "LogInRequest",
+    "LogInResponse",
+    "LogOutRequest",
+    "LogOutResponse",
+    "Membership",
+    "RefreshSessionRequest",
+    "RefreshSessionResponse",
+    "Role",
+    "RotateSigningKeyRequest",
+    "RotateSigningKeyResponse",
+    "Session",
+    "SignUpRequest",
+    "SignUpResponse",
+    "User",
+)
 
+import datetime
 from dataclasses import dataclass
 
 import betterproto2
 import grpc
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor
 
 from ....google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from ....message_pool import default_message_pool
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class Role(betterproto2.Enum):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.enum_types_by_name["Role"]
+
+    UNSPECIFIED = 0
+
+    OWNER = 1
+
+    ADMIN = 2
+
+    STAFF = 3
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "ROLE_UNSPECIFIED",
+            1: "ROLE_OWNER",
+            2: "ROLE_ADMIN",
+            3: "ROLE_STAFF",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "ROLE_UNSPECIFIED": 0,
+            "ROLE_OWNER": 1,
+            "ROLE_ADMIN": 2,
+            "ROLE_STAFF": 3,
+        }
+
+
+@dataclass(eq=False, repr=False)
+class AcceptInvitationRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["AcceptInvitationRequest"]
+
+    token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    password: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Only when the invitee has no account yet: the account is created with the invitation's e-mail.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.auth.v1", "AcceptInvitationRequest", AcceptInvitationRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class AcceptInvitationResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["AcceptInvitationResponse"]
+
+    membership: "Membership | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    session: "Session | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Set when the account was created by accepting.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.auth.v1", "AcceptInvitationResponse", AcceptInvitationResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class BusinessDraft(betterproto2.Message):
+    """
+    What the signup saga needs to create the business.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["BusinessDraft"]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    slug: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    time_zone: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    locale: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    currency: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "BusinessDraft", BusinessDraft)
+
+
+@dataclass(eq=False, repr=False)
+class ChangePasswordRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["ChangePasswordRequest"]
+
+    current_password: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    new_password: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "ChangePasswordRequest", ChangePasswordRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ChangePasswordResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["ChangePasswordResponse"]
+
+    pass
+
+
+default_message_pool.register_message("apptremind.auth.v1", "ChangePasswordResponse", ChangePasswordResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -47,9 +204,335 @@ class GetJwksResponse(betterproto2.Message):
 default_message_pool.register_message("apptremind.auth.v1", "GetJwksResponse", GetJwksResponse)
 
 
+@dataclass(eq=False, repr=False)
+class GetMeRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["GetMeRequest"]
+
+    pass
+
+
+default_message_pool.register_message("apptremind.auth.v1", "GetMeRequest", GetMeRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetMeResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["GetMeResponse"]
+
+    user: "User | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    memberships: "list[Membership]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "GetMeResponse", GetMeResponse)
+
+
+@dataclass(eq=False, repr=False)
+class Invitation(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["Invitation"]
+
+    invitation_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    business_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    email: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    role: "Role" = betterproto2.field(4, betterproto2.TYPE_ENUM, default_factory=lambda: Role(0))
+
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    accepted_at: "datetime.datetime | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.auth.v1", "Invitation", Invitation)
+
+
+@dataclass(eq=False, repr=False)
+class InviteStaffRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["InviteStaffRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    email: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    role: "Role" = betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: Role(0))
+
+
+default_message_pool.register_message("apptremind.auth.v1", "InviteStaffRequest", InviteStaffRequest)
+
+
+@dataclass(eq=False, repr=False)
+class InviteStaffResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["InviteStaffResponse"]
+
+    invitation: "Invitation | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Returned to the inviter until the notification pipeline e-mails it.
+    """
+
+
+default_message_pool.register_message("apptremind.auth.v1", "InviteStaffResponse", InviteStaffResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListMembersRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["ListMembersRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    page_size: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+
+    page_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "ListMembersRequest", ListMembersRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListMembersResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["ListMembersResponse"]
+
+    memberships: "list[Membership]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "ListMembersResponse", ListMembersResponse)
+
+
+@dataclass(eq=False, repr=False)
+class LogInRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["LogInRequest"]
+
+    email: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    password: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "LogInRequest", LogInRequest)
+
+
+@dataclass(eq=False, repr=False)
+class LogInResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["LogInResponse"]
+
+    user: "User | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    session: "Session | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "LogInResponse", LogInResponse)
+
+
+@dataclass(eq=False, repr=False)
+class LogOutRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["LogOutRequest"]
+
+    refresh_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "LogOutRequest", LogOutRequest)
+
+
+@dataclass(eq=False, repr=False)
+class LogOutResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["LogOutResponse"]
+
+    pass
+
+
+default_message_pool.register_message("apptremind.auth.v1", "LogOutResponse", LogOutResponse)
+
+
+@dataclass(eq=False, repr=False)
+class Membership(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["Membership"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    user_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    role: "Role" = betterproto2.field(3, betterproto2.TYPE_ENUM, default_factory=lambda: Role(0))
+
+
+default_message_pool.register_message("apptremind.auth.v1", "Membership", Membership)
+
+
+@dataclass(eq=False, repr=False)
+class RefreshSessionRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["RefreshSessionRequest"]
+
+    refresh_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "RefreshSessionRequest", RefreshSessionRequest)
+
+
+@dataclass(eq=False, repr=False)
+class RefreshSessionResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["RefreshSessionResponse"]
+
+    session: "Session | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "RefreshSessionResponse", RefreshSessionResponse)
+
+
+@dataclass(eq=False, repr=False)
+class RotateSigningKeyRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["RotateSigningKeyRequest"]
+
+    pass
+
+
+default_message_pool.register_message(
+    "apptremind.auth.v1", "RotateSigningKeyRequest", RotateSigningKeyRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class RotateSigningKeyResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["RotateSigningKeyResponse"]
+
+    kid: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.auth.v1", "RotateSigningKeyResponse", RotateSigningKeyResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class Session(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["Session"]
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    access_token_expires_at: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    refresh_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    refresh_token_expires_at: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.auth.v1", "Session", Session)
+
+
+@dataclass(eq=False, repr=False)
+class SignUpRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["SignUpRequest"]
+
+    email: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    password: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    business: "BusinessDraft | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "SignUpRequest", SignUpRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SignUpResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["SignUpResponse"]
+
+    user: "User | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    session: "Session | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.auth.v1", "SignUpResponse", SignUpResponse)
+
+
+@dataclass(eq=False, repr=False)
+class User(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["User"]
+
+    user_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    email: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.auth.v1", "User", User)
+
+
 class AuthServiceStub:
     """
-    Users, sessions and memberships. Later issues add sign-up, log-in and membership RPCs.
+    Users, sessions (JWT access tokens + rotating refresh tokens), memberships and staff invitations.
+    Public RPCs (no access token): SignUp, LogIn, RefreshSession, LogOut, GetJwks, AcceptInvitation (new user).
     """
 
     def __init__(self, channel: grpc.Channel):
@@ -69,7 +552,107 @@ class AuthServiceStub:
             GetJwksResponse.FromString,
         )(message)
 
+    def sign_up(self, message: "SignUpRequest") -> "SignUpResponse":
+        """
+        Creates the user and starts the signup saga (the business is created asynchronously).
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/SignUp",
+            SignUpRequest.SerializeToString,
+            SignUpResponse.FromString,
+        )(message)
+
+    def log_in(self, message: "LogInRequest") -> "LogInResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/LogIn",
+            LogInRequest.SerializeToString,
+            LogInResponse.FromString,
+        )(message)
+
+    def refresh_session(self, message: "RefreshSessionRequest") -> "RefreshSessionResponse":
+        """
+        Exchanges a refresh token for a new session; the old refresh token is spent. Reusing a spent token
+        revokes its whole family.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/RefreshSession",
+            RefreshSessionRequest.SerializeToString,
+            RefreshSessionResponse.FromString,
+        )(message)
+
+    def log_out(self, message: "LogOutRequest") -> "LogOutResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/LogOut",
+            LogOutRequest.SerializeToString,
+            LogOutResponse.FromString,
+        )(message)
+
+    def change_password(self, message: "ChangePasswordRequest") -> "ChangePasswordResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/ChangePassword",
+            ChangePasswordRequest.SerializeToString,
+            ChangePasswordResponse.FromString,
+        )(message)
+
+    def get_me(self, message: "GetMeRequest | None" = None) -> "GetMeResponse":
+
+        if message is None:
+            message = GetMeRequest()
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/GetMe",
+            GetMeRequest.SerializeToString,
+            GetMeResponse.FromString,
+        )(message)
+
+    def invite_staff(self, message: "InviteStaffRequest") -> "InviteStaffResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/InviteStaff",
+            InviteStaffRequest.SerializeToString,
+            InviteStaffResponse.FromString,
+        )(message)
+
+    def accept_invitation(self, message: "AcceptInvitationRequest") -> "AcceptInvitationResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/AcceptInvitation",
+            AcceptInvitationRequest.SerializeToString,
+            AcceptInvitationResponse.FromString,
+        )(message)
+
+    def list_members(self, message: "ListMembersRequest") -> "ListMembersResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/ListMembers",
+            ListMembersRequest.SerializeToString,
+            ListMembersResponse.FromString,
+        )(message)
+
+    def rotate_signing_key(
+        self, message: "RotateSigningKeyRequest | None" = None
+    ) -> "RotateSigningKeyResponse":
+        """
+        Makes a new signing key current; older keys stay in the JWKS until every token they signed expired.
+        """
+
+        if message is None:
+            message = RotateSigningKeyRequest()
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/RotateSigningKey",
+            RotateSigningKeyRequest.SerializeToString,
+            RotateSigningKeyResponse.FromString,
+        )(message)
+
+
+from ....google import protobuf as ___google__protobuf__
 
 APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x1dapptremind/auth/v1/auth.proto\x12\x12apptremind.auth.v1"\x10\n\x0eGetJwksRequest".\n\x0fGetJwksResponse\x12\x1b\n\tjwks_json\x18\x01 \x01(\tR\x08jwksJson2a\n\x0bAuthService\x12R\n\x07GetJwks\x12".apptremind.auth.v1.GetJwksRequest\x1a#.apptremind.auth.v1.GetJwksResponseb\x06proto3'
+    b'\n\x1dapptremind/auth/v1/auth.proto\x12\x12apptremind.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto"p\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x129\n\ncreated_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"t\n\nMembership\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12,\n\x04role\x18\x03 \x01(\x0e2\x18.apptremind.auth.v1.RoleR\x04role"\xf9\x01\n\x07Session\x12!\n\x0caccess_token\x18\x01 \x01(\tR\x0baccessToken\x12Q\n\x17access_token_expires_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x14accessTokenExpiresAt\x12#\n\rrefresh_token\x18\x03 \x01(\tR\x0crefreshToken\x12S\n\x18refresh_token_expires_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x15refreshTokenExpiresAt"\x88\x01\n\rBusinessDraft\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04slug\x18\x02 \x01(\tR\x04slug\x12\x1b\n\ttime_zone\x18\x03 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x1a\n\x08currency\x18\x05 \x01(\tR\x08currency"\x8e\x02\n\nInvitation\x12#\n\rinvitation_id\x18\x01 \x01(\tR\x0cinvitationId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12,\n\x04role\x18\x04 \x01(\x0e2\x18.apptremind.auth.v1.RoleR\x04role\x129\n\nexpires_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x12;\n\x0baccepted_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\nacceptedAt"\x10\n\x0eGetJwksRequest".\n\x0fGetJwksResponse\x12\x1b\n\tjwks_json\x18\x01 \x01(\tR\x08jwksJson"\x80\x01\n\rSignUpRequest\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12=\n\x08business\x18\x03 \x01(\x0b2!.apptremind.auth.v1.BusinessDraftR\x08business"u\n\x0eSignUpResponse\x12,\n\x04user\x18\x01 \x01(\x0b2\x18.apptremind.auth.v1.UserR\x04user\x125\n\x07session\x18\x02 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"@\n\x0cLogInRequest\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password"t\n\rLogInResponse\x12,\n\x04user\x18\x01 \x01(\x0b2\x18.apptremind.auth.v1.UserR\x04user\x125\n\x07session\x18\x02 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"<\n\x15RefreshSessionRequest\x12#\n\rrefresh_token\x18\x01 \x01(\tR\x0crefreshToken"O\n\x16RefreshSessionResponse\x125\n\x07session\x18\x01 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"4\n\rLogOutRequest\x12#\n\rrefresh_token\x18\x01 \x01(\tR\x0crefreshToken"\x10\n\x0eLogOutResponse"e\n\x15ChangePasswordRequest\x12)\n\x10current_password\x18\x01 \x01(\tR\x0fcurrentPassword\x12!\n\x0cnew_password\x18\x02 \x01(\tR\x0bnewPassword"\x18\n\x16ChangePasswordResponse"\x0e\n\x0cGetMeRequest"\x7f\n\rGetMeResponse\x12,\n\x04user\x18\x01 \x01(\x0b2\x18.apptremind.auth.v1.UserR\x04user\x12@\n\x0bmemberships\x18\x02 \x03(\x0b2\x1e.apptremind.auth.v1.MembershipR\x0bmemberships"y\n\x12InviteStaffRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12,\n\x04role\x18\x03 \x01(\x0e2\x18.apptremind.auth.v1.RoleR\x04role"k\n\x13InviteStaffResponse\x12>\n\ninvitation\x18\x01 \x01(\x0b2\x1e.apptremind.auth.v1.InvitationR\ninvitation\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token"K\n\x17AcceptInvitationRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password"\x91\x01\n\x18AcceptInvitationResponse\x12>\n\nmembership\x18\x01 \x01(\x0b2\x1e.apptremind.auth.v1.MembershipR\nmembership\x125\n\x07session\x18\x02 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"q\n\x12ListMembersRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"\x7f\n\x13ListMembersResponse\x12@\n\x0bmemberships\x18\x01 \x03(\x0b2\x1e.apptremind.auth.v1.MembershipR\x0bmemberships\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x19\n\x17RotateSigningKeyRequest",\n\x18RotateSigningKeyResponse\x12\x10\n\x03kid\x18\x01 \x01(\tR\x03kid*J\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x0e\n\nROLE_STAFF\x10\x032\x8f\x08\n\x0bAuthService\x12R\n\x07GetJwks\x12".apptremind.auth.v1.GetJwksRequest\x1a#.apptremind.auth.v1.GetJwksResponse\x12O\n\x06SignUp\x12!.apptremind.auth.v1.SignUpRequest\x1a".apptremind.auth.v1.SignUpResponse\x12L\n\x05LogIn\x12 .apptremind.auth.v1.LogInRequest\x1a!.apptremind.auth.v1.LogInResponse\x12g\n\x0eRefreshSession\x12).apptremind.auth.v1.RefreshSessionRequest\x1a*.apptremind.auth.v1.RefreshSessionResponse\x12O\n\x06LogOut\x12!.apptremind.auth.v1.LogOutRequest\x1a".apptremind.auth.v1.LogOutResponse\x12g\n\x0eChangePassword\x12).apptremind.auth.v1.ChangePasswordRequest\x1a*.apptremind.auth.v1.ChangePasswordResponse\x12L\n\x05GetMe\x12 .apptremind.auth.v1.GetMeRequest\x1a!.apptremind.auth.v1.GetMeResponse\x12^\n\x0bInviteStaff\x12&.apptremind.auth.v1.InviteStaffRequest\x1a\'.apptremind.auth.v1.InviteStaffResponse\x12m\n\x10AcceptInvitation\x12+.apptremind.auth.v1.AcceptInvitationRequest\x1a,.apptremind.auth.v1.AcceptInvitationResponse\x12^\n\x0bListMembers\x12&.apptremind.auth.v1.ListMembersRequest\x1a\'.apptremind.auth.v1.ListMembersResponse\x12m\n\x10RotateSigningKey\x12+.apptremind.auth.v1.RotateSigningKeyRequest\x1a,.apptremind.auth.v1.RotateSigningKeyResponseb\x06proto3'
 )

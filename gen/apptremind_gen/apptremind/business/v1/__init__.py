@@ -3,19 +3,149 @@
 # plugin: python-betterproto2
 # This file has been @generated
 
-__all__ = ("Business", "BusinessServiceStub", "GetBusinessRequest", "GetBusinessResponse")
+__all__ = (
+    "AddDateOverrideRequest",
+    "AddDateOverrideResponse",
+    "Business",
+    "BusinessServiceStub",
+    "CreateServiceRequest",
+    "CreateServiceResponse",
+    "CreateStaffRequest",
+    "CreateStaffResponse",
+    "DateOverride",
+    "DateOverrideKind",
+    "GetBusinessBySlugRequest",
+    "GetBusinessBySlugResponse",
+    "GetBusinessRequest",
+    "GetBusinessResponse",
+    "GetReminderPolicyRequest",
+    "GetReminderPolicyResponse",
+    "GetWorkingHoursRequest",
+    "GetWorkingHoursResponse",
+    "ListDateOverridesRequest",
+    "ListDateOverridesResponse",
+    "ListServicesRequest",
+    "ListServicesResponse",
+    "ListStaffRequest",
+    "ListStaffResponse",
+    "ReminderPolicy",
+    "Service",
+    "SetWorkingHoursRequest",
+    "SetWorkingHoursResponse",
+    "Staff",
+    "UpdateBusinessRequest",
+    "UpdateBusinessResponse",
+    "UpdateReminderPolicyRequest",
+    "UpdateReminderPolicyResponse",
+    "UpdateServiceRequest",
+    "UpdateServiceResponse",
+    "WeeklyInterval",
+)
 
+import datetime
 from dataclasses import dataclass
 
 import betterproto2
 import grpc
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor
 
 from ....google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from ....message_pool import default_message_pool
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class DateOverrideKind(betterproto2.Enum):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.enum_types_by_name["DateOverrideKind"]
+
+    UNSPECIFIED = 0
+
+    TIME_OFF = 1
+    """
+    The staff member is away (vacation, sick leave).
+    """
+
+    HOLIDAY = 2
+    """
+    The whole business is closed (staff_id empty).
+    """
+
+    EXTRA_HOURS = 3
+    """
+    Extra working time outside the weekly hours.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "DATE_OVERRIDE_KIND_UNSPECIFIED",
+            1: "DATE_OVERRIDE_KIND_TIME_OFF",
+            2: "DATE_OVERRIDE_KIND_HOLIDAY",
+            3: "DATE_OVERRIDE_KIND_EXTRA_HOURS",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "DATE_OVERRIDE_KIND_UNSPECIFIED": 0,
+            "DATE_OVERRIDE_KIND_TIME_OFF": 1,
+            "DATE_OVERRIDE_KIND_HOLIDAY": 2,
+            "DATE_OVERRIDE_KIND_EXTRA_HOURS": 3,
+        }
+
+
+@dataclass(eq=False, repr=False)
+class AddDateOverrideRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "AddDateOverrideRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    staff_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    kind: "DateOverrideKind" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: DateOverrideKind(0)
+    )
+
+    start_time: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    end_time: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    reason: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "AddDateOverrideRequest", AddDateOverrideRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class AddDateOverrideResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "AddDateOverrideResponse"
+        ]
+
+    date_override: "DateOverride | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "AddDateOverrideResponse", AddDateOverrideResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -43,8 +173,150 @@ class Business(betterproto2.Message):
     ISO 4217.
     """
 
+    owner_user_id: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
 
 default_message_pool.register_message("apptremind.business.v1", "Business", Business)
+
+
+@dataclass(eq=False, repr=False)
+class CreateServiceRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["CreateServiceRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    duration_minutes: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+
+    price_minor: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+
+    buffer_before_minutes: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+
+    buffer_after_minutes: "int" = betterproto2.field(6, betterproto2.TYPE_INT32)
+
+    staff_ids: "list[str]" = betterproto2.field(7, betterproto2.TYPE_STRING, repeated=True)
+
+
+default_message_pool.register_message("apptremind.business.v1", "CreateServiceRequest", CreateServiceRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CreateServiceResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["CreateServiceResponse"]
+
+    service: "Service | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "CreateServiceResponse", CreateServiceResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class CreateStaffRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["CreateStaffRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    email: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    user_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.business.v1", "CreateStaffRequest", CreateStaffRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CreateStaffResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["CreateStaffResponse"]
+
+    staff: "Staff | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.business.v1", "CreateStaffResponse", CreateStaffResponse)
+
+
+@dataclass(eq=False, repr=False)
+class DateOverride(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["DateOverride"]
+
+    override_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    business_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    staff_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Empty for a business-wide holiday.
+    """
+
+    kind: "DateOverrideKind" = betterproto2.field(
+        4, betterproto2.TYPE_ENUM, default_factory=lambda: DateOverrideKind(0)
+    )
+
+    start_time: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    end_time: "datetime.datetime | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    reason: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.business.v1", "DateOverride", DateOverride)
+
+
+@dataclass(eq=False, repr=False)
+class GetBusinessBySlugRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetBusinessBySlugRequest"
+        ]
+
+    slug: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "GetBusinessBySlugRequest", GetBusinessBySlugRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetBusinessBySlugResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetBusinessBySlugResponse"
+        ]
+
+    business: "Business | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "GetBusinessBySlugResponse", GetBusinessBySlugResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -73,9 +345,489 @@ class GetBusinessResponse(betterproto2.Message):
 default_message_pool.register_message("apptremind.business.v1", "GetBusinessResponse", GetBusinessResponse)
 
 
+@dataclass(eq=False, repr=False)
+class GetReminderPolicyRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetReminderPolicyRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "GetReminderPolicyRequest", GetReminderPolicyRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetReminderPolicyResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetReminderPolicyResponse"
+        ]
+
+    policy: "ReminderPolicy | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "GetReminderPolicyResponse", GetReminderPolicyResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetWorkingHoursRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetWorkingHoursRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    staff_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "GetWorkingHoursRequest", GetWorkingHoursRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetWorkingHoursResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetWorkingHoursResponse"
+        ]
+
+    hours: "list[WeeklyInterval]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    breaks: "list[WeeklyInterval]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "GetWorkingHoursResponse", GetWorkingHoursResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListDateOverridesRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListDateOverridesRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    staff_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Empty: every staff member's and the business-wide ones.
+    """
+
+    page_size: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+
+    page_token: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "ListDateOverridesRequest", ListDateOverridesRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListDateOverridesResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListDateOverridesResponse"
+        ]
+
+    date_overrides: "list[DateOverride]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "ListDateOverridesResponse", ListDateOverridesResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListServicesRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["ListServicesRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    include_inactive: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+    page_size: "int" = betterproto2.field(3, betterproto2.TYPE_INT32)
+
+    page_token: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.business.v1", "ListServicesRequest", ListServicesRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListServicesResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["ListServicesResponse"]
+
+    services: "list[Service]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.business.v1", "ListServicesResponse", ListServicesResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ListStaffRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["ListStaffRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    page_size: "int" = betterproto2.field(2, betterproto2.TYPE_INT32)
+
+    page_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.business.v1", "ListStaffRequest", ListStaffRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListStaffResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["ListStaffResponse"]
+
+    staff: "list[Staff]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.business.v1", "ListStaffResponse", ListStaffResponse)
+
+
+@dataclass(eq=False, repr=False)
+class ReminderPolicy(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["ReminderPolicy"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    offsets_minutes: "list[int]" = betterproto2.field(2, betterproto2.TYPE_INT32, repeated=True)
+    """
+    Minutes before the appointment, e.g. 1440 and 120.
+    """
+
+    channels: "list[__common__v1__.Channel]" = betterproto2.field(3, betterproto2.TYPE_ENUM, repeated=True)
+
+    quiet_hours_start: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    "HH:MM" in the business's zone; no reminder is sent inside [start, end). Both empty: no quiet hours.
+    """
+
+    quiet_hours_end: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    templates: "dict[str, str]" = betterproto2.field(
+        6,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+    )
+    """
+    Template name per purpose, e.g. {"reminder_email": "default", "reminder_sms": "short"}.
+    """
+
+
+default_message_pool.register_message("apptremind.business.v1", "ReminderPolicy", ReminderPolicy)
+
+
+@dataclass(eq=False, repr=False)
+class Service(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["Service"]
+
+    service_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    business_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    duration_minutes: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+
+    price: "__common__v1__.Money | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+
+    buffer_before_minutes: "int" = betterproto2.field(6, betterproto2.TYPE_INT32)
+
+    buffer_after_minutes: "int" = betterproto2.field(7, betterproto2.TYPE_INT32)
+
+    staff_ids: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+
+    active: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message("apptremind.business.v1", "Service", Service)
+
+
+@dataclass(eq=False, repr=False)
+class SetWorkingHoursRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "SetWorkingHoursRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    staff_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    hours: "list[WeeklyInterval]" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    breaks: "list[WeeklyInterval]" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Must lie inside the hours.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "SetWorkingHoursRequest", SetWorkingHoursRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class SetWorkingHoursResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "SetWorkingHoursResponse"
+        ]
+
+    hours: "list[WeeklyInterval]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    breaks: "list[WeeklyInterval]" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "SetWorkingHoursResponse", SetWorkingHoursResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class Staff(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["Staff"]
+
+    staff_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    business_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    name: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    email: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    user_id: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    Set when the staff member has an account.
+    """
+
+    active: "bool" = betterproto2.field(6, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message("apptremind.business.v1", "Staff", Staff)
+
+
+@dataclass(eq=False, repr=False)
+class UpdateBusinessRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["UpdateBusinessRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Empty fields are left unchanged.
+    """
+
+    time_zone: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    locale: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    currency: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "UpdateBusinessRequest", UpdateBusinessRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class UpdateBusinessResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "UpdateBusinessResponse"
+        ]
+
+    business: "Business | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "UpdateBusinessResponse", UpdateBusinessResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class UpdateReminderPolicyRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "UpdateReminderPolicyRequest"
+        ]
+
+    policy: "ReminderPolicy | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "UpdateReminderPolicyRequest", UpdateReminderPolicyRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class UpdateReminderPolicyResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name[
+            "UpdateReminderPolicyResponse"
+        ]
+
+    policy: "ReminderPolicy | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "UpdateReminderPolicyResponse", UpdateReminderPolicyResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class UpdateServiceRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["UpdateServiceRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    service_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    name: "str | None" = betterproto2.field(3, betterproto2.TYPE_STRING, optional=True)
+    """
+    Fields that are set replace the current values.
+    """
+
+    duration_minutes: "int | None" = betterproto2.field(4, betterproto2.TYPE_INT32, optional=True)
+
+    price_minor: "int | None" = betterproto2.field(5, betterproto2.TYPE_INT64, optional=True)
+
+    buffer_before_minutes: "int | None" = betterproto2.field(6, betterproto2.TYPE_INT32, optional=True)
+
+    buffer_after_minutes: "int | None" = betterproto2.field(7, betterproto2.TYPE_INT32, optional=True)
+
+    staff_ids: "list[str]" = betterproto2.field(8, betterproto2.TYPE_STRING, repeated=True)
+    """
+    Replaces the staff list when update_staff_ids is true.
+    """
+
+    update_staff_ids: "bool" = betterproto2.field(9, betterproto2.TYPE_BOOL)
+
+    active: "bool | None" = betterproto2.field(10, betterproto2.TYPE_BOOL, optional=True)
+
+
+default_message_pool.register_message("apptremind.business.v1", "UpdateServiceRequest", UpdateServiceRequest)
+
+
+@dataclass(eq=False, repr=False)
+class UpdateServiceResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["UpdateServiceResponse"]
+
+    service: "Service | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.business.v1", "UpdateServiceResponse", UpdateServiceResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class WeeklyInterval(betterproto2.Message):
+    """
+    A weekly wall-clock interval in the business's time zone.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR.message_types_by_name["WeeklyInterval"]
+
+    weekday: "int" = betterproto2.field(1, betterproto2.TYPE_INT32)
+    """
+    ISO weekday: 1 = Monday .. 7 = Sunday.
+    """
+
+    start_time: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    "HH:MM", 24-hour.
+    """
+
+    end_time: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    "HH:MM"; "24:00" ends at midnight.
+    """
+
+
+default_message_pool.register_message("apptremind.business.v1", "WeeklyInterval", WeeklyInterval)
+
+
 class BusinessServiceStub:
     """
-    Businesses, staff, working hours, services and reminder policy.
+    Businesses, staff, working hours, date overrides, services and reminder policy.
+    Every RPC but GetBusinessBySlug needs an access token with a membership in the business; changes need
+    the owner or admin role.
     """
 
     def __init__(self, channel: grpc.Channel):
@@ -89,7 +841,122 @@ class BusinessServiceStub:
             GetBusinessResponse.FromString,
         )(message)
 
+    def get_business_by_slug(self, message: "GetBusinessBySlugRequest") -> "GetBusinessBySlugResponse":
+        """
+        Public: what a booking page shows.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/GetBusinessBySlug",
+            GetBusinessBySlugRequest.SerializeToString,
+            GetBusinessBySlugResponse.FromString,
+        )(message)
+
+    def update_business(self, message: "UpdateBusinessRequest") -> "UpdateBusinessResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/UpdateBusiness",
+            UpdateBusinessRequest.SerializeToString,
+            UpdateBusinessResponse.FromString,
+        )(message)
+
+    def create_staff(self, message: "CreateStaffRequest") -> "CreateStaffResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/CreateStaff",
+            CreateStaffRequest.SerializeToString,
+            CreateStaffResponse.FromString,
+        )(message)
+
+    def list_staff(self, message: "ListStaffRequest") -> "ListStaffResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/ListStaff",
+            ListStaffRequest.SerializeToString,
+            ListStaffResponse.FromString,
+        )(message)
+
+    def set_working_hours(self, message: "SetWorkingHoursRequest") -> "SetWorkingHoursResponse":
+        """
+        Replaces a staff member's weekly hours and breaks.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/SetWorkingHours",
+            SetWorkingHoursRequest.SerializeToString,
+            SetWorkingHoursResponse.FromString,
+        )(message)
+
+    def get_working_hours(self, message: "GetWorkingHoursRequest") -> "GetWorkingHoursResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/GetWorkingHours",
+            GetWorkingHoursRequest.SerializeToString,
+            GetWorkingHoursResponse.FromString,
+        )(message)
+
+    def add_date_override(self, message: "AddDateOverrideRequest") -> "AddDateOverrideResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/AddDateOverride",
+            AddDateOverrideRequest.SerializeToString,
+            AddDateOverrideResponse.FromString,
+        )(message)
+
+    def list_date_overrides(self, message: "ListDateOverridesRequest") -> "ListDateOverridesResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/ListDateOverrides",
+            ListDateOverridesRequest.SerializeToString,
+            ListDateOverridesResponse.FromString,
+        )(message)
+
+    def create_service(self, message: "CreateServiceRequest") -> "CreateServiceResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/CreateService",
+            CreateServiceRequest.SerializeToString,
+            CreateServiceResponse.FromString,
+        )(message)
+
+    def update_service(self, message: "UpdateServiceRequest") -> "UpdateServiceResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/UpdateService",
+            UpdateServiceRequest.SerializeToString,
+            UpdateServiceResponse.FromString,
+        )(message)
+
+    def list_services(self, message: "ListServicesRequest") -> "ListServicesResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/ListServices",
+            ListServicesRequest.SerializeToString,
+            ListServicesResponse.FromString,
+        )(message)
+
+    def get_reminder_policy(self, message: "GetReminderPolicyRequest") -> "GetReminderPolicyResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/GetReminderPolicy",
+            GetReminderPolicyRequest.SerializeToString,
+            GetReminderPolicyResponse.FromString,
+        )(message)
+
+    def update_reminder_policy(
+        self, message: "UpdateReminderPolicyRequest"
+    ) -> "UpdateReminderPolicyResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.business.v1.BusinessService/UpdateReminderPolicy",
+            UpdateReminderPolicyRequest.SerializeToString,
+            UpdateReminderPolicyResponse.FromString,
+        )(message)
+
+
+from ....google import protobuf as ___google__protobuf__
+from ...common import v1 as __common__v1__
 
 APPTREMIND_BUSINESS_V1_BUSINESS_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n%apptremind/business/v1/business.proto\x12\x16apptremind.business.v1"\xa4\x01\n\x08Business\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n\x04slug\x18\x03 \x01(\tR\x04slug\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale\x12\x1a\n\x08currency\x18\x06 \x01(\tR\x08currency"5\n\x12GetBusinessRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId"S\n\x13GetBusinessResponse\x12<\n\x08business\x18\x01 \x01(\x0b2 .apptremind.business.v1.BusinessR\x08business2y\n\x0fBusinessService\x12f\n\x0bGetBusiness\x12*.apptremind.business.v1.GetBusinessRequest\x1a+.apptremind.business.v1.GetBusinessResponseb\x06proto3'
+    b'\n%apptremind/business/v1/business.proto\x12\x16apptremind.business.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xc8\x01\n\x08Business\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n\x04slug\x18\x03 \x01(\tR\x04slug\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale\x12\x1a\n\x08currency\x18\x06 \x01(\tR\x08currency\x12"\n\rowner_user_id\x18\x07 \x01(\tR\x0bownerUserId"\x9e\x01\n\x05Staff\x12\x19\n\x08staff_id\x18\x01 \x01(\tR\x07staffId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12\x14\n\x05email\x18\x04 \x01(\tR\x05email\x12\x17\n\x07user_id\x18\x05 \x01(\tR\x06userId\x12\x16\n\x06active\x18\x06 \x01(\x08R\x06active"d\n\x0eWeeklyInterval\x12\x18\n\x07weekday\x18\x01 \x01(\x05R\x07weekday\x12\x1d\n\nstart_time\x18\x02 \x01(\tR\tstartTime\x12\x19\n\x08end_time\x18\x03 \x01(\tR\x07endTime"\xb3\x02\n\x0cDateOverride\x12\x1f\n\x0boverride_id\x18\x01 \x01(\tR\noverrideId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12<\n\x04kind\x18\x04 \x01(\x0e2(.apptremind.business.v1.DateOverrideKindR\x04kind\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x16\n\x06reason\x18\x07 \x01(\tR\x06reason"\xd6\x02\n\x07Service\x12\x1d\n\nservice_id\x18\x01 \x01(\tR\tserviceId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x12\n\x04name\x18\x03 \x01(\tR\x04name\x12)\n\x10duration_minutes\x18\x04 \x01(\x05R\x0fdurationMinutes\x121\n\x05price\x18\x05 \x01(\x0b2\x1b.apptremind.common.v1.MoneyR\x05price\x122\n\x15buffer_before_minutes\x18\x06 \x01(\x05R\x13bufferBeforeMinutes\x120\n\x14buffer_after_minutes\x18\x07 \x01(\x05R\x12bufferAfterMinutes\x12\x1b\n\tstaff_ids\x18\x08 \x03(\tR\x08staffIds\x12\x16\n\x06active\x18\t \x01(\x08R\x06active"\xfc\x02\n\x0eReminderPolicy\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0foffsets_minutes\x18\x02 \x03(\x05R\x0eoffsetsMinutes\x129\n\x08channels\x18\x03 \x03(\x0e2\x1d.apptremind.common.v1.ChannelR\x08channels\x12*\n\x11quiet_hours_start\x18\x04 \x01(\tR\x0fquietHoursStart\x12&\n\x0fquiet_hours_end\x18\x05 \x01(\tR\rquietHoursEnd\x12S\n\ttemplates\x18\x06 \x03(\x0b25.apptremind.business.v1.ReminderPolicy.TemplatesEntryR\ttemplates\x1a<\n\x0eTemplatesEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"5\n\x12GetBusinessRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId"S\n\x13GetBusinessResponse\x12<\n\x08business\x18\x01 \x01(\x0b2 .apptremind.business.v1.BusinessR\x08business".\n\x18GetBusinessBySlugRequest\x12\x12\n\x04slug\x18\x01 \x01(\tR\x04slug"Y\n\x19GetBusinessBySlugResponse\x12<\n\x08business\x18\x01 \x01(\x0b2 .apptremind.business.v1.BusinessR\x08business"\x9d\x01\n\x15UpdateBusinessRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x1b\n\ttime_zone\x18\x03 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x1a\n\x08currency\x18\x05 \x01(\tR\x08currency"V\n\x16UpdateBusinessResponse\x12<\n\x08business\x18\x01 \x01(\x0b2 .apptremind.business.v1.BusinessR\x08business"x\n\x12CreateStaffRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12\x17\n\x07user_id\x18\x04 \x01(\tR\x06userId"J\n\x13CreateStaffResponse\x123\n\x05staff\x18\x01 \x01(\x0b2\x1d.apptremind.business.v1.StaffR\x05staff"o\n\x10ListStaffRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"p\n\x11ListStaffResponse\x123\n\x05staff\x18\x01 \x03(\x0b2\x1d.apptremind.business.v1.StaffR\x05staff\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\xd2\x01\n\x16SetWorkingHoursRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x02 \x01(\tR\x07staffId\x12<\n\x05hours\x18\x03 \x03(\x0b2&.apptremind.business.v1.WeeklyIntervalR\x05hours\x12>\n\x06breaks\x18\x04 \x03(\x0b2&.apptremind.business.v1.WeeklyIntervalR\x06breaks"\x97\x01\n\x17SetWorkingHoursResponse\x12<\n\x05hours\x18\x01 \x03(\x0b2&.apptremind.business.v1.WeeklyIntervalR\x05hours\x12>\n\x06breaks\x18\x02 \x03(\x0b2&.apptremind.business.v1.WeeklyIntervalR\x06breaks"T\n\x16GetWorkingHoursRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x02 \x01(\tR\x07staffId"\x97\x01\n\x17GetWorkingHoursResponse\x12<\n\x05hours\x18\x01 \x03(\x0b2&.apptremind.business.v1.WeeklyIntervalR\x05hours\x12>\n\x06breaks\x18\x02 \x03(\x0b2&.apptremind.business.v1.WeeklyIntervalR\x06breaks"\x9c\x02\n\x16AddDateOverrideRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x02 \x01(\tR\x07staffId\x12<\n\x04kind\x18\x03 \x01(\x0e2(.apptremind.business.v1.DateOverrideKindR\x04kind\x129\n\nstart_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x16\n\x06reason\x18\x06 \x01(\tR\x06reason"d\n\x17AddDateOverrideResponse\x12I\n\rdate_override\x18\x01 \x01(\x0b2$.apptremind.business.v1.DateOverrideR\x0cdateOverride"\x92\x01\n\x18ListDateOverridesRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x02 \x01(\tR\x07staffId\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken"\x90\x01\n\x19ListDateOverridesResponse\x12K\n\x0edate_overrides\x18\x01 \x03(\x0b2$.apptremind.business.v1.DateOverrideR\rdateOverrides\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x9a\x02\n\x14CreateServiceRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12)\n\x10duration_minutes\x18\x03 \x01(\x05R\x0fdurationMinutes\x12\x1f\n\x0bprice_minor\x18\x04 \x01(\x03R\npriceMinor\x122\n\x15buffer_before_minutes\x18\x05 \x01(\x05R\x13bufferBeforeMinutes\x120\n\x14buffer_after_minutes\x18\x06 \x01(\x05R\x12bufferAfterMinutes\x12\x1b\n\tstaff_ids\x18\x07 \x03(\tR\x08staffIds"R\n\x15CreateServiceResponse\x129\n\x07service\x18\x01 \x01(\x0b2\x1f.apptremind.business.v1.ServiceR\x07service"\x85\x04\n\x14UpdateServiceRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x17\n\x04name\x18\x03 \x01(\tH\x00R\x04name\x88\x01\x01\x12.\n\x10duration_minutes\x18\x04 \x01(\x05H\x01R\x0fdurationMinutes\x88\x01\x01\x12$\n\x0bprice_minor\x18\x05 \x01(\x03H\x02R\npriceMinor\x88\x01\x01\x127\n\x15buffer_before_minutes\x18\x06 \x01(\x05H\x03R\x13bufferBeforeMinutes\x88\x01\x01\x125\n\x14buffer_after_minutes\x18\x07 \x01(\x05H\x04R\x12bufferAfterMinutes\x88\x01\x01\x12\x1b\n\tstaff_ids\x18\x08 \x03(\tR\x08staffIds\x12(\n\x10update_staff_ids\x18\t \x01(\x08R\x0eupdateStaffIds\x12\x1b\n\x06active\x18\n \x01(\x08H\x05R\x06active\x88\x01\x01B\x07\n\x05_nameB\x13\n\x11_duration_minutesB\x0e\n\x0c_price_minorB\x18\n\x16_buffer_before_minutesB\x17\n\x15_buffer_after_minutesB\t\n\x07_active"R\n\x15UpdateServiceResponse\x129\n\x07service\x18\x01 \x01(\x0b2\x1f.apptremind.business.v1.ServiceR\x07service"\x9d\x01\n\x13ListServicesRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12)\n\x10include_inactive\x18\x02 \x01(\x08R\x0fincludeInactive\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken"{\n\x14ListServicesResponse\x12;\n\x08services\x18\x01 \x03(\x0b2\x1f.apptremind.business.v1.ServiceR\x08services\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken";\n\x18GetReminderPolicyRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId"[\n\x19GetReminderPolicyResponse\x12>\n\x06policy\x18\x01 \x01(\x0b2&.apptremind.business.v1.ReminderPolicyR\x06policy"]\n\x1bUpdateReminderPolicyRequest\x12>\n\x06policy\x18\x01 \x01(\x0b2&.apptremind.business.v1.ReminderPolicyR\x06policy"^\n\x1cUpdateReminderPolicyResponse\x12>\n\x06policy\x18\x01 \x01(\x0b2&.apptremind.business.v1.ReminderPolicyR\x06policy*\x99\x01\n\x10DateOverrideKind\x12 \n\x1eDATE_OVERRIDE_KIND_UNSPECIFIED\x12\x1f\n\x1bDATE_OVERRIDE_KIND_TIME_OFF\x10\x01\x12\x1e\n\x1aDATE_OVERRIDE_KIND_HOLIDAY\x10\x02\x12"\n\x1eDATE_OVERRIDE_KIND_EXTRA_HOURS\x10\x032\xc9\x0c\n\x0fBusinessService\x12f\n\x0bGetBusiness\x12*.apptremind.business.v1.GetBusinessRequest\x1a+.apptremind.business.v1.GetBusinessResponse\x12x\n\x11GetBusinessBySlug\x120.apptremind.business.v1.GetBusinessBySlugRequest\x1a1.apptremind.business.v1.GetBusinessBySlugResponse\x12o\n\x0eUpdateBusiness\x12-.apptremind.business.v1.UpdateBusinessRequest\x1a..apptremind.business.v1.UpdateBusinessResponse\x12f\n\x0bCreateStaff\x12*.apptremind.business.v1.CreateStaffRequest\x1a+.apptremind.business.v1.CreateStaffResponse\x12`\n\tListStaff\x12(.apptremind.business.v1.ListStaffRequest\x1a).apptremind.business.v1.ListStaffResponse\x12r\n\x0fSetWorkingHours\x12..apptremind.business.v1.SetWorkingHoursRequest\x1a/.apptremind.business.v1.SetWorkingHoursResponse\x12r\n\x0fGetWorkingHours\x12..apptremind.business.v1.GetWorkingHoursRequest\x1a/.apptremind.business.v1.GetWorkingHoursResponse\x12r\n\x0fAddDateOverride\x12..apptremind.business.v1.AddDateOverrideRequest\x1a/.apptremind.business.v1.AddDateOverrideResponse\x12x\n\x11ListDateOverrides\x120.apptremind.business.v1.ListDateOverridesRequest\x1a1.apptremind.business.v1.ListDateOverridesResponse\x12l\n\rCreateService\x12,.apptremind.business.v1.CreateServiceRequest\x1a-.apptremind.business.v1.CreateServiceResponse\x12l\n\rUpdateService\x12,.apptremind.business.v1.UpdateServiceRequest\x1a-.apptremind.business.v1.UpdateServiceResponse\x12i\n\x0cListServices\x12+.apptremind.business.v1.ListServicesRequest\x1a,.apptremind.business.v1.ListServicesResponse\x12x\n\x11GetReminderPolicy\x120.apptremind.business.v1.GetReminderPolicyRequest\x1a1.apptremind.business.v1.GetReminderPolicyResponse\x12\x81\x01\n\x14UpdateReminderPolicy\x123.apptremind.business.v1.UpdateReminderPolicyRequest\x1a4.apptremind.business.v1.UpdateReminderPolicyResponseb\x06proto3'
 )

@@ -85,12 +85,20 @@ class UserCreated(betterproto2.Message):
         3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True
     )
 
+    business: "___auth__v1__.BusinessDraft | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Set when the user signed up as a business owner: the signup saga creates this business.
+    """
+
 
 default_message_pool.register_message("apptremind.events.auth.v1", "UserCreated", UserCreated)
 
 
 from .....google import protobuf as ____google__protobuf__
+from ....auth import v1 as ___auth__v1__
 
 APPTREMIND_EVENTS_AUTH_V1_AUTH_EVENTS_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n+apptremind/events/auth/v1/auth_events.proto\x12\x19apptremind.events.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto"w\n\x0bUserCreated\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x129\n\ncreated_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"a\n\x11MembershipGranted\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x12\n\x04role\x18\x03 \x01(\tR\x04role"M\n\x11MembershipRevoked\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userIdb\x06proto3'
+    b'\n+apptremind/events/auth/v1/auth_events.proto\x12\x19apptremind.events.auth.v1\x1a\x1dapptremind/auth/v1/auth.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xb6\x01\n\x0bUserCreated\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x129\n\ncreated_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n\x08business\x18\x04 \x01(\x0b2!.apptremind.auth.v1.BusinessDraftR\x08business"a\n\x11MembershipGranted\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12\x12\n\x04role\x18\x03 \x01(\tR\x04role"M\n\x11MembershipRevoked\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userIdb\x06proto3'
 )

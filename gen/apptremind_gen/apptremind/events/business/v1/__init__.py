@@ -3,7 +3,15 @@
 # plugin: python-betterproto2
 # This file has been @generated
 
-__all__ = ("BusinessCreated",)
+__all__ = (
+    "BusinessCreated",
+    "BusinessUpdated",
+    "DateOverrideAdded",
+    "ReminderPolicyChanged",
+    "ScheduleChanged",
+    "ServiceChanged",
+    "StaffChanged",
+)
 
 from dataclasses import dataclass
 
@@ -20,6 +28,8 @@ betterproto2.check_compiler_version(_COMPILER_VERSION)
 @dataclass(eq=False, repr=False)
 class BusinessCreated(betterproto2.Message):
     """
+    Events carry the whole current state of what changed, so a consumer's read model is an upsert.
+
     business.created.v1
     """
 
@@ -51,6 +61,142 @@ class BusinessCreated(betterproto2.Message):
 default_message_pool.register_message("apptremind.events.business.v1", "BusinessCreated", BusinessCreated)
 
 
+@dataclass(eq=False, repr=False)
+class BusinessUpdated(betterproto2.Message):
+    """
+    business.updated.v1
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BUSINESS_V1_BUSINESS_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "BusinessUpdated"
+        ]
+
+    business: "___business__v1__.Business | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.events.business.v1", "BusinessUpdated", BusinessUpdated)
+
+
+@dataclass(eq=False, repr=False)
+class DateOverrideAdded(betterproto2.Message):
+    """
+    business.date_override.added.v1
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BUSINESS_V1_BUSINESS_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "DateOverrideAdded"
+        ]
+
+    date_override: "___business__v1__.DateOverride | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.events.business.v1", "DateOverrideAdded", DateOverrideAdded)
+
+
+@dataclass(eq=False, repr=False)
+class ReminderPolicyChanged(betterproto2.Message):
+    """
+    business.reminder_policy.changed.v1
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BUSINESS_V1_BUSINESS_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "ReminderPolicyChanged"
+        ]
+
+    policy: "___business__v1__.ReminderPolicy | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message(
+    "apptremind.events.business.v1", "ReminderPolicyChanged", ReminderPolicyChanged
+)
+
+
+@dataclass(eq=False, repr=False)
+class ScheduleChanged(betterproto2.Message):
+    """
+    business.schedule.changed.v1: a staff member's whole weekly schedule.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BUSINESS_V1_BUSINESS_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "ScheduleChanged"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    staff_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    hours: "list[___business__v1__.WeeklyInterval]" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+    breaks: "list[___business__v1__.WeeklyInterval]" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, repeated=True
+    )
+
+
+default_message_pool.register_message("apptremind.events.business.v1", "ScheduleChanged", ScheduleChanged)
+
+
+@dataclass(eq=False, repr=False)
+class ServiceChanged(betterproto2.Message):
+    """
+    business.service.changed.v1
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BUSINESS_V1_BUSINESS_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "ServiceChanged"
+        ]
+
+    service: "___business__v1__.Service | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.events.business.v1", "ServiceChanged", ServiceChanged)
+
+
+@dataclass(eq=False, repr=False)
+class StaffChanged(betterproto2.Message):
+    """
+    business.staff.changed.v1
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BUSINESS_V1_BUSINESS_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "StaffChanged"
+        ]
+
+    staff: "___business__v1__.Staff | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.events.business.v1", "StaffChanged", StaffChanged)
+
+
+from ....business import v1 as ___business__v1__
+
 APPTREMIND_EVENTS_BUSINESS_V1_BUSINESS_EVENTS_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n3apptremind/events/business/v1/business_events.proto\x12\x1dapptremind.events.business.v1"\xcf\x01\n\x0fBusinessCreated\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n\x04slug\x18\x03 \x01(\tR\x04slug\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale\x12\x1a\n\x08currency\x18\x06 \x01(\tR\x08currency\x12"\n\rowner_user_id\x18\x07 \x01(\tR\x0bownerUserIdb\x06proto3'
+    b'\n3apptremind/events/business/v1/business_events.proto\x12\x1dapptremind.events.business.v1\x1a%apptremind/business/v1/business.proto"\xcf\x01\n\x0fBusinessCreated\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n\x04slug\x18\x03 \x01(\tR\x04slug\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale\x12\x1a\n\x08currency\x18\x06 \x01(\tR\x08currency\x12"\n\rowner_user_id\x18\x07 \x01(\tR\x0bownerUserId"O\n\x0fBusinessUpdated\x12<\n\x08business\x18\x01 \x01(\x0b2 .apptremind.business.v1.BusinessR\x08business"C\n\x0cStaffChanged\x123\n\x05staff\x18\x01 \x01(\x0b2\x1d.apptremind.business.v1.StaffR\x05staff"\xcb\x01\n\x0fScheduleChanged\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x02 \x01(\tR\x07staffId\x12<\n\x05hours\x18\x03 \x03(\x0b2&.apptremind.business.v1.WeeklyIntervalR\x05hours\x12>\n\x06breaks\x18\x04 \x03(\x0b2&.apptremind.business.v1.WeeklyIntervalR\x06breaks"^\n\x11DateOverrideAdded\x12I\n\rdate_override\x18\x01 \x01(\x0b2$.apptremind.business.v1.DateOverrideR\x0cdateOverride"K\n\x0eServiceChanged\x129\n\x07service\x18\x01 \x01(\x0b2\x1f.apptremind.business.v1.ServiceR\x07service"W\n\x15ReminderPolicyChanged\x12>\n\x06policy\x18\x01 \x01(\x0b2&.apptremind.business.v1.ReminderPolicyR\x06policyb\x06proto3'
 )

@@ -8,11 +8,12 @@ from pathlib import Path
 from psycopg_pool import AsyncConnectionPool
 
 from apptremind_platform import service
+from apptremind_platform.settings import ServiceSettings
 
 from .grpc import SERVICE, BookingServiceServicer
 
 
-def servicers(pool: AsyncConnectionPool) -> Sequence[tuple[object, str]]:
+def servicers(pool: AsyncConnectionPool, settings: ServiceSettings) -> Sequence[tuple[object, str]]:
     return [(BookingServiceServicer(), SERVICE)]
 
 

@@ -1,7 +1,7 @@
 """Runs one service process: pool, readiness (DB + Kafka), gRPC server, consumers, graceful shutdown.
 
 Each service's bootstrap.py describes itself with a ServiceSpec and calls `main(spec)`; nothing else in a
-service builds these pieces.
+service builds these pieces. Tests start the same `ServiceRuntime` in-process.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from .tracing import configure_tracing
 
 log = get_logger(__name__)
 
-ServicerFactory = Callable[[AsyncConnectionPool], Sequence[tuple[object, str]]]
-JwksFactory = Callable[[AsyncConnectionPool], JwksSource]
-ProcessorFactory = Callable[[AsyncConnectionPool], MessageProcessor]
+ServicerFactory = Callable[[AsyncConnectionPool, ServiceSettings], Sequence[tuple[object, str]]]
+ProcessorFactory = Callable[[AsyncConnectionPool, ServiceSettings], MessageProcessor]
+JwksFactory = Callable[[AsyncConnectionPool, ServiceSettings], JwksSource]
 
 
 @dataclass(frozen=True)
@@ -39,35 +39,65 @@ class ServiceSpec:
     jwks: JwksFactory | None = None
 
 
-async def serve(spec: ServiceSpec, settings: ServiceSettings) -> None:
-    pool = await open_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max, name=spec.name)
-    readiness = Readiness()
-    readiness.add("db", db_check(pool))
-    readiness.add("kafka", kafka_check(settings.kafka.bootstrap_servers))
-    jwks = spec.jwks(pool) if spec.jwks is not None else remote_jwks(settings.auth_target)
-    server = GrpcServer(settings, spec.servicers(pool), readiness, TokenVerifier(jwks))
-    stop_consumers = asyncio.Event()
-    consumers = [
-        asyncio.create_task(
-            KafkaConsumerRunner(make(pool), settings.kafka.bootstrap_servers, group_id=spec.name).run(
-                stop_consumers
-            ),
-            name=f"consumer-{i}",
+class ServiceRuntime:
+    """Everything one service process runs, startable and stoppable as a unit."""
+
+    def __init__(self, spec: ServiceSpec, settings: ServiceSettings, jwks: JwksSource | None = None) -> None:
+        self.spec = spec
+        self.settings = settings
+        self._jwks = jwks
+        self.pool: AsyncConnectionPool | None = None
+        self.server: GrpcServer | None = None
+        self._stop_consumers = asyncio.Event()
+        self._consumers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        settings, spec = self.settings, self.spec
+        pool = await open_pool(
+            settings.database_url, settings.db_pool_min, settings.db_pool_max, name=spec.name
         )
-        for i, make in enumerate(spec.processors)
-    ]
-    try:
-        await server.start()
-        await server.serve_until_signal()
-    finally:
-        stop_consumers.set()
-        await asyncio.gather(*consumers, return_exceptions=True)
-        await pool.close()
+        self.pool = pool
+        readiness = Readiness()
+        readiness.add("db", db_check(pool))
+        readiness.add("kafka", kafka_check(settings.kafka.bootstrap_servers))
+        jwks = self._jwks or (spec.jwks(pool, settings) if spec.jwks else remote_jwks(settings.auth_target))
+        self.server = GrpcServer(settings, spec.servicers(pool, settings), readiness, TokenVerifier(jwks))
+        await self.server.start()
+        self._consumers = [
+            asyncio.create_task(
+                KafkaConsumerRunner(make(pool, settings), settings.kafka.bootstrap_servers, spec.name).run(
+                    self._stop_consumers
+                ),
+                name=f"{spec.name}-consumer-{i}",
+            )
+            for i, make in enumerate(spec.processors)
+        ]
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None, "not started"
+        return self.server.port
+
+    async def stop(self, grace: float | None = None) -> None:
+        self._stop_consumers.set()
+        if self.server is not None:
+            await self.server.stop(grace)
+        await asyncio.gather(*self._consumers, return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.close()
         log.info("service_stopped")
+
+    async def serve_until_signal(self) -> None:
+        await self.start()
+        assert self.server is not None
+        try:
+            await self.server.serve_until_signal()
+        finally:
+            await self.stop(0)
 
 
 def main(spec: ServiceSpec) -> None:
     settings = ServiceSettings(service_name=spec.name)
     configure_logging(spec.name, settings.log_level)
     configure_tracing(spec.name, settings.otel_exporter)
-    asyncio.run(serve(spec, settings))
+    asyncio.run(ServiceRuntime(spec, settings).serve_until_signal())

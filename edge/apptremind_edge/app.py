@@ -30,11 +30,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 
+from apptremind_gen.apptremind.auth.v1 import GetJwksRequest, GetJwksResponse
+from apptremind_platform.access_tokens import TokenVerifier
+from apptremind_platform.grpc_bridge import AsyncServiceClient
 from apptremind_platform.identity import REQUEST_ID
 from apptremind_platform.logs import configure_logging, get_logger
 
+from .context import EdgeContext
 from .errors import REQUEST_TOO_LARGE
-from .schema import EdgeContext, build_schema
+from .rate_limit import RateLimits
+from .schema import build_schema
 from .settings import EdgeSettings
 from .upstreams import HealthStatus, Upstreams
 
@@ -179,22 +184,47 @@ def _content_length(scope: Scope) -> int | None:
 class EdgeGraphQL(GraphQL[EdgeContext, None]):
     """Strawberry's ASGI view, giving resolvers the shared `Upstreams`."""
 
-    def __init__(self, upstreams: Upstreams, max_query_depth: int, graphiql: bool) -> None:
+    def __init__(
+        self,
+        upstreams: Upstreams,
+        verifier: TokenVerifier,
+        limits: RateLimits,
+        settings: EdgeSettings,
+    ) -> None:
         super().__init__(
-            build_schema(max_query_depth),
-            graphql_ide="graphiql" if graphiql else None,
+            build_schema(settings.edge_max_query_depth, settings.edge_max_query_complexity),
+            graphql_ide="graphiql" if settings.edge_graphiql else None,
             # The schema has no subscriptions; not speaking the websocket protocols keeps that door shut.
             subscription_protocols=(),
         )
         self._upstreams = upstreams
+        self._verifier = verifier
+        self._limits = limits
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> EdgeContext:
-        return EdgeContext(request=request, response=response, upstreams=self._upstreams)
+        return EdgeContext(
+            request=request,
+            response=response,
+            upstreams=self._upstreams,
+            verifier=self._verifier,
+            limits=self._limits,
+        )
 
 
-def create_app(settings: EdgeSettings | None = None) -> Starlette:
+def create_app(settings: EdgeSettings | None = None, limits: RateLimits | None = None) -> Starlette:
     settings = settings or EdgeSettings()
     upstreams = Upstreams(settings.service_targets, health_timeout_s=settings.edge_health_timeout_s)
+    limits = limits or RateLimits.per_minute(
+        settings.edge_login_per_ip_per_minute,
+        settings.edge_login_per_account_per_minute,
+        settings.edge_signup_per_ip_per_minute,
+    )
+
+    async def jwks() -> str:
+        # The auth-service's signing keys, over the same shared channel every auth call uses.
+        client = AsyncServiceClient(upstreams.channel("auth"), "apptremind.auth.v1.AuthService")
+        response = await client.call("GetJwks", GetJwksRequest(), GetJwksResponse, timeout=3.0)
+        return str(response.jwks_json)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"alive": True})
@@ -220,7 +250,7 @@ def create_app(settings: EdgeSettings | None = None) -> Starlette:
         routes=[
             Route(
                 GRAPHQL_PATH,
-                EdgeGraphQL(upstreams, settings.edge_max_query_depth, settings.edge_graphiql),
+                EdgeGraphQL(upstreams, TokenVerifier(jwks), limits, settings),
                 methods=["GET", "POST"],
             ),
             Route("/healthz", healthz),

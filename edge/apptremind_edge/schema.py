@@ -7,33 +7,19 @@ and shapes the answer. The exported SDL lives in `edge/schema.graphql` (see `exp
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.websockets import WebSocket
-from strawberry.extensions import QueryDepthLimiter
+from strawberry.extensions import AddValidationRules, QueryDepthLimiter
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from .catalog_schema import CatalogMutation, CatalogQuery
+from .complexity import max_complexity_rule
+from .context import EdgeContext
 from .errors import ErrorCodes, log_errors
-from .upstreams import Upstreams
-
-
-@dataclass(slots=True)
-class EdgeContext:
-    """What every resolver can reach: the HTTP request and the shared service channels."""
-
-    request: Request | WebSocket
-    response: Response | WebSocket | None
-    upstreams: Upstreams
-
-    @property
-    def request_id(self) -> str:
-        """The id `RequestObservability` gave this request, to forward to services in gRPC metadata."""
-        return str(getattr(self.request.state, "request_id", ""))
+from .identity_schema import IdentityMutation, IdentityQuery
 
 
 @strawberry.type(description="One backing service as the edge sees it right now.")
@@ -53,8 +39,7 @@ async def resolve_platform_health(info: strawberry.Info[EdgeContext, None]) -> l
 
 
 @strawberry.type
-class Query:
-    # resolver= rather than the decorator form: the decorator is untyped without strawberry's mypy plugin.
+class HealthQuery:
     platform_health: list[ServiceHealth] = strawberry.field(
         resolver=resolve_platform_health,
         description="The standard gRPC health status of every service the edge is configured to call.",
@@ -70,10 +55,15 @@ class EdgeSchema(strawberry.Schema):
         log_errors(errors)
 
 
-def build_schema(max_query_depth: int = 10) -> strawberry.Schema:
+Query = merge_types("Query", (HealthQuery, IdentityQuery, CatalogQuery))
+Mutation = merge_types("Mutation", (IdentityMutation, CatalogMutation))
+
+
+def build_schema(max_query_depth: int = 10, max_query_complexity: int = 2000) -> strawberry.Schema:
     extensions: list[Any] = [
         # Factories, not instances: strawberry gives each operation its own extension objects.
         functools.partial(QueryDepthLimiter, max_depth=max_query_depth),
+        functools.partial(AddValidationRules, [max_complexity_rule(max_query_complexity)]),
         ErrorCodes,
     ]
-    return EdgeSchema(query=Query, extensions=extensions)
+    return EdgeSchema(query=Query, mutation=Mutation, extensions=extensions)

@@ -62,6 +62,12 @@ class EdgeSettings(BaseSettings):
     edge_max_query_depth: int = Field(default=10, ge=0)
     # Deadline of each upstream health check; one slow service must not stall /readyz for long.
     edge_health_timeout_s: float = Field(default=1.0, gt=0)
+    # Query cost: every selected field counts 1, a list field multiplies its selection by its page size.
+    edge_max_query_complexity: int = Field(default=2000, gt=0)
+    # Brute-force protection: attempts per minute.
+    edge_login_per_ip_per_minute: int = Field(default=20, gt=0)
+    edge_login_per_account_per_minute: int = Field(default=5, gt=0)
+    edge_signup_per_ip_per_minute: int = Field(default=5, gt=0)
     # The in-browser IDE is a development aid, off unless asked for.
     edge_graphiql: bool = False
     log_level: str = "info"

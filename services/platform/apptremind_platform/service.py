@@ -49,7 +49,8 @@ class ServiceRuntime:
         self.pool: AsyncConnectionPool | None = None
         self.server: GrpcServer | None = None
         self._stop_consumers = asyncio.Event()
-        self._consumers: list[asyncio.Task[None]] = []
+        self.consumers: list[KafkaConsumerRunner] = []
+        self._consumer_tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         settings, spec = self.settings, self.spec
@@ -63,15 +64,23 @@ class ServiceRuntime:
         jwks = self._jwks or (spec.jwks(pool, settings) if spec.jwks else remote_jwks(settings.auth_target))
         self.server = GrpcServer(settings, spec.servicers(pool, settings), readiness, TokenVerifier(jwks))
         await self.server.start()
-        self._consumers = [
-            asyncio.create_task(
-                KafkaConsumerRunner(make(pool, settings), settings.kafka.bootstrap_servers, spec.name).run(
-                    self._stop_consumers
-                ),
-                name=f"{spec.name}-consumer-{i}",
+        self.consumers = [
+            KafkaConsumerRunner(
+                make(pool, settings),
+                settings.kafka.bootstrap_servers,
+                settings.consumer_group or spec.name,
+                offset_reset=settings.consumer_offset_reset,
             )
-            for i, make in enumerate(spec.processors)
+            for make in spec.processors
         ]
+        self._consumer_tasks = [
+            asyncio.create_task(c.run(self._stop_consumers), name=f"{spec.name}-consumer-{i}")
+            for i, c in enumerate(self.consumers)
+        ]
+
+    async def consumers_assigned(self, timeout_s: float = 60.0) -> None:
+        """Waits until every consumer holds its partitions (tests produce only after this)."""
+        await asyncio.wait_for(asyncio.gather(*(c.assigned.wait() for c in self.consumers)), timeout_s)
 
     @property
     def port(self) -> int:
@@ -82,7 +91,7 @@ class ServiceRuntime:
         self._stop_consumers.set()
         if self.server is not None:
             await self.server.stop(grace)
-        await asyncio.gather(*self._consumers, return_exceptions=True)
+        await asyncio.gather(*self._consumer_tasks, return_exceptions=True)
         if self.pool is not None:
             await self.pool.close()
         log.info("service_stopped")

@@ -26,6 +26,9 @@ class ServiceSettings(BaseSettings):
     db_pool_min: int = 1
     db_pool_max: int = 10
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    # Kafka consumer group (default: the service name) and where a new group starts.
+    consumer_group: str = ""
+    consumer_offset_reset: str = "earliest"
     # Where the auth-service's JWKS comes from, to verify access tokens.
     auth_target: str = "127.0.0.1:50051"
     log_level: str = "info"

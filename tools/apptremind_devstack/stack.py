@@ -565,7 +565,12 @@ class Stack:
         self, component: Component, layout: Layout, admin_dsn: str, stack_secrets: Secrets
     ) -> dict[str, str]:
         # Unbuffered, so a log tail printed after a crash holds the last lines the process wrote.
-        env = {"PYTHONUNBUFFERED": "1", "APPTREMIND_KAFKA_BOOTSTRAP_SERVERS": layout.bootstrap_servers}
+        env = {
+            "PYTHONUNBUFFERED": "1",
+            "APPTREMIND_KAFKA_BOOTSTRAP_SERVERS": layout.bootstrap_servers,
+            # Where every service fetches the signing keys that verify access tokens.
+            "APPTREMIND_AUTH_TARGET": f"127.0.0.1:{layout.grpc_ports['auth']}",
+        }
         if component.kind == "edge":
             env |= {
                 "APPTREMIND_EDGE_PORT": str(component.http_port),

@@ -37,6 +37,13 @@ class Event:
     data: betterproto2.Message
     subject: str = ""
     id: uuid.UUID = field(default_factory=new_id)
+    # The Kafka key; business_id unless the event belongs to no business (then e.g. the user's id, so
+    # such events still spread over partitions and keep per-entity order).
+    key: str = ""
+
+    @property
+    def partition_key(self) -> str:
+        return self.key or self.business_id
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ async def add(conn: Conn, event: Event, source: str) -> None:
     for name, value in inject_headers():
         headers[name] = value.decode()
     payload = encode(event, source=source, trace_id=current_trace_id())
-    await add_raw(conn, event.topic, event.business_id, payload, headers)
+    await add_raw(conn, event.topic, event.partition_key, payload, headers)
 
 
 async def add_raw(conn: Conn, topic: str, key: str, payload: bytes, headers: Mapping[str, str]) -> None:

@@ -1,0 +1,143 @@
+"""The platform as a user meets it: the real edge app in front of real auth- and business-services, each
+on its own database, their outbox relays, and the session's real Kafka broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from apptremind_auth.bootstrap import SPEC as AUTH
+from apptremind_business.bootstrap import SPEC as BUSINESS
+from apptremind_devstack.kafka import KafkaBroker
+from apptremind_devstack.ports import free_port
+from apptremind_devstack.postgres import PostgresServer
+from apptremind_edge.app import create_app
+from apptremind_edge.settings import EdgeSettings
+from apptremind_platform.service import ServiceRuntime
+from tests.fixtures.db import ServiceDb
+from tests.fixtures.relay import running_relay
+from tests.fixtures.services import database_for, settings_for
+
+
+class GraphQLError(AssertionError):
+    pass
+
+
+@dataclass
+class Platform:
+    postgres: PostgresServer
+    kafka: KafkaBroker
+    auth_db: ServiceDb
+    business_db: ServiceDb
+    auth_port: int
+    business_port: int
+    client: httpx.AsyncClient
+    stack: AsyncExitStack
+    runtimes: dict[str, ServiceRuntime] = field(default_factory=dict)
+    group_suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    async def start(self, name: str) -> None:
+        spec, db, port = (
+            (AUTH, self.auth_db, self.auth_port)
+            if name == "auth"
+            else (BUSINESS, self.business_db, self.business_port)
+        )
+        settings = settings_for(
+            spec,
+            db,
+            self.kafka,
+            grpc_port=port,
+            auth_target=f"127.0.0.1:{self.auth_port}",
+            # Each test's services form their own groups, starting at the end of the shared session topics;
+            # a restarted service resumes where its group stopped.
+            consumer_group=f"{name}-{self.group_suffix}",
+            consumer_offset_reset="latest",
+        )
+        runtime = ServiceRuntime(spec, settings)
+        await runtime.start()
+        await runtime.consumers_assigned()
+        self.runtimes[name] = runtime
+
+    async def stop(self, name: str) -> None:
+        await self.runtimes.pop(name).stop(0)
+
+    async def gql(self, query: str, token: str = "", ip: str = "", **variables: Any) -> dict[str, Any]:
+        """The response body; errors are returned, not raised."""
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        response = await self.client.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def ok(self, query: str, token: str = "", **variables: Any) -> dict[str, Any]:
+        body = await self.gql(query, token, **variables)
+        if body.get("errors"):
+            raise GraphQLError(body["errors"])
+        data: dict[str, Any] = body["data"]
+        return data
+
+    async def eventually(
+        self, query: str, token: str, check: Any, timeout_s: float = 60.0, **variables: Any
+    ) -> Any:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while True:
+            data = await self.ok(query, token, **variables)
+            if check(data):
+                return data
+            assert asyncio.get_running_loop().time() < deadline, f"never true: {data}"
+            await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def platform_running(
+    postgres: PostgresServer,
+    kafka: KafkaBroker,
+    services: tuple[str, ...] = ("auth", "business"),
+    **edge: Any,
+) -> AsyncIterator[Platform]:
+    auth_db, business_db = database_for(postgres, AUTH), database_for(postgres, BUSINESS)
+    auth_port, business_port = free_port(), free_port()
+    async with AsyncExitStack() as stack:
+        stack.enter_context(_relays(auth_db, business_db, kafka))
+        app = create_app(
+            EdgeSettings(
+                service_targets={"auth": f"127.0.0.1:{auth_port}", "business": f"127.0.0.1:{business_port}"},
+                **edge,
+            )
+        )
+        await stack.enter_async_context(app.router.lifespan_context(app))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://edge")
+        )
+        platform = Platform(postgres, kafka, auth_db, business_db, auth_port, business_port, client, stack)
+        try:
+            for name in services:
+                await platform.start(name)
+            yield platform
+        finally:
+            for name in list(platform.runtimes):
+                await platform.stop(name)
+
+
+@contextmanager
+def _relays(auth_db: ServiceDb, business_db: ServiceDb, kafka: KafkaBroker) -> Any:
+    with (
+        running_relay(auth_db.dsn, kafka, idle_sleep_s=0.02),
+        running_relay(business_db.dsn, kafka, idle_sleep_s=0.02),
+    ):
+        yield
+
+
+@pytest.fixture
+async def platform(postgres: PostgresServer, kafka: KafkaBroker) -> AsyncIterator[Platform]:
+    async with platform_running(postgres, kafka) as p:
+        yield p

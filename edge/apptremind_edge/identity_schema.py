@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import GraphQLError
 
 from apptremind_gen.apptremind.auth import v1 as auth
+from apptremind_gen.apptremind.business import v1 as business
 
 from .context import EdgeContext
+from .errors import BAD_USER_INPUT, CONFLICT, NOT_FOUND, UNAVAILABLE, edge_error
 from .types import ROLE_TO_PROTO, Invitation, Membership, Role, Session, User
 
 Info = strawberry.Info[EdgeContext, None]
@@ -59,6 +62,24 @@ class AcceptInvitationPayload:
     session: Session | None
 
 
+async def refuse_taken_slug(info: Info, slug: str) -> None:
+    """A clear `slug_taken` before anything is created. Two sign-ups racing for one slug both pass this;
+    the saga then gives the later one a suffixed slug (ADR 0007). If the business-service is down the
+    check is skipped: sign-up must not depend on it."""
+    try:
+        await info.context.call(
+            "business",
+            "GetBusinessBySlug",
+            business.GetBusinessBySlugRequest(slug=slug.strip().lower()),
+            business.GetBusinessBySlugResponse,
+        )
+    except GraphQLError as error:
+        if (error.extensions or {}).get("code") in (NOT_FOUND, UNAVAILABLE, BAD_USER_INPUT):
+            return
+        raise
+    raise edge_error(f"the address {slug!r} is taken", CONFLICT, reason="slug_taken")
+
+
 @strawberry.type
 class IdentityQuery:
     # The signed-in user and their memberships, fresh from the auth-service.
@@ -74,6 +95,8 @@ class IdentityMutation:
     @strawberry.mutation
     async def sign_up(self, info: Info, input: SignUpInput) -> SignUpPayload:
         info.context.limits.signup_per_ip.check(info.context.client_ip, "sign-up")
+        info.context.limits.signup_per_account.check(input.email.strip().lower(), "sign-up")
+        await refuse_taken_slug(info, input.business_slug)
         request = auth.SignUpRequest(
             email=input.email,
             password=input.password,

@@ -52,6 +52,7 @@ class RateLimits:
     login_per_ip: SlidingWindow
     login_per_account: SlidingWindow
     signup_per_ip: SlidingWindow
+    signup_per_account: SlidingWindow
 
     @classmethod
     def per_minute(
@@ -65,4 +66,6 @@ class RateLimits:
             SlidingWindow(login_per_ip, 60.0, clock),
             SlidingWindow(login_per_account, 60.0, clock),
             SlidingWindow(signup_per_ip, 60.0, clock),
+            # Per e-mail address, with the log-in's per-account allowance.
+            SlidingWindow(login_per_account, 60.0, clock),
         )

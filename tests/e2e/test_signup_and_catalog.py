@@ -201,3 +201,15 @@ async def test_log_in_brute_force_trips_the_rate_limit(postgres: PostgresServer,
         ok = 'mutation { logIn(email: "target@example.com", password: "correct horse battery") { user { id } } }'
         # Even the right password is refused while the account is limited: guessing gains nothing.
         assert (await platform.gql(ok))["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+async def test_a_taken_slug_is_refused_before_anything_is_created(platform: Platform) -> None:
+    await sign_up_owner(platform, "only-one")
+    users_before = platform.auth_db.execute("SELECT count(*) FROM users")
+    body = await platform.gql(SIGN_UP, email="second@example.com", slug="only-one")
+    assert body["errors"][0]["extensions"] == {"code": "CONFLICT", "reason": "slug_taken"}
+    assert platform.auth_db.execute("SELECT count(*) FROM users") == users_before
+    # Bad input is refused by the auth-service with its reason, nothing written either.
+    body = await platform.gql(SIGN_UP, email="third@example.com", slug="-bad-")
+    assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "reason": "invalid_slug"}
+    assert platform.auth_db.execute("SELECT count(*) FROM users") == users_before

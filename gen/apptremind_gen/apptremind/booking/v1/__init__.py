@@ -6,9 +6,25 @@
 __all__ = (
     "Appointment",
     "AppointmentStatus",
+    "BookAppointmentRequest",
+    "BookAppointmentResponse",
     "BookingServiceStub",
+    "CancelAppointmentRequest",
+    "CancelAppointmentResponse",
+    "CompleteAppointmentRequest",
+    "CompleteAppointmentResponse",
+    "Customer",
     "GetAppointmentRequest",
     "GetAppointmentResponse",
+    "GetAvailabilityRequest",
+    "GetAvailabilityResponse",
+    "ListAppointmentsRequest",
+    "ListAppointmentsResponse",
+    "MarkNoShowRequest",
+    "MarkNoShowResponse",
+    "RescheduleAppointmentRequest",
+    "RescheduleAppointmentResponse",
+    "Slot",
 )
 
 import datetime
@@ -89,8 +105,175 @@ class Appointment(betterproto2.Message):
         7, betterproto2.TYPE_ENUM, default_factory=lambda: AppointmentStatus(0)
     )
 
+    customer: "Customer | None" = betterproto2.field(8, betterproto2.TYPE_MESSAGE, optional=True)
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
 
 default_message_pool.register_message("apptremind.booking.v1", "Appointment", Appointment)
+
+
+@dataclass(eq=False, repr=False)
+class BookAppointmentRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name["BookAppointmentRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    service_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    staff_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Empty: any staff member free at start_time.
+    """
+
+    start_time: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    customer: "Customer | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+
+    idempotency_key: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "BookAppointmentRequest", BookAppointmentRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class BookAppointmentResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name["BookAppointmentResponse"]
+
+    appointment: "Appointment | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    self_service_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Signed token for the customer's cancel/reschedule link.
+    """
+
+    replayed: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    True when this answers a replay of an earlier request with the same idempotency key.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "BookAppointmentResponse", BookAppointmentResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class CancelAppointmentRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "CancelAppointmentRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    reason: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    self_service_token: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Instead of a member's access token.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "CancelAppointmentRequest", CancelAppointmentRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class CancelAppointmentResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "CancelAppointmentResponse"
+        ]
+
+    appointment: "Appointment | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "CancelAppointmentResponse", CancelAppointmentResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class CompleteAppointmentRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "CompleteAppointmentRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "CompleteAppointmentRequest", CompleteAppointmentRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class CompleteAppointmentResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "CompleteAppointmentResponse"
+        ]
+
+    appointment: "Appointment | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "CompleteAppointmentResponse", CompleteAppointmentResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class Customer(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name["Customer"]
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    email: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    phone: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    E.164, e.g. "+4915112345678".
+    """
+
+    time_zone: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    IANA zone the customer sees times in.
+    """
+
+    locale: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.booking.v1", "Customer", Customer)
 
 
 @dataclass(eq=False, repr=False)
@@ -123,9 +306,212 @@ default_message_pool.register_message(
 )
 
 
+@dataclass(eq=False, repr=False)
+class GetAvailabilityRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name["GetAvailabilityRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    service_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    staff_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Empty: any staff member who offers the service.
+    """
+
+    from_time: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    to_time: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    time_zone: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    The customer's IANA zone for Slot.local_start.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "GetAvailabilityRequest", GetAvailabilityRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetAvailabilityResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name["GetAvailabilityResponse"]
+
+    slots: "list[Slot]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "GetAvailabilityResponse", GetAvailabilityResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListAppointmentsRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name["ListAppointmentsRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    from_time: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    to_time: "datetime.datetime | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    staff_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    status: "AppointmentStatus" = betterproto2.field(
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: AppointmentStatus(0)
+    )
+
+    page_size: "int" = betterproto2.field(6, betterproto2.TYPE_INT32)
+
+    page_token: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "ListAppointmentsRequest", ListAppointmentsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListAppointmentsResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListAppointmentsResponse"
+        ]
+
+    appointments: "list[Appointment]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    next_page_token: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "ListAppointmentsResponse", ListAppointmentsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class MarkNoShowRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name["MarkNoShowRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.booking.v1", "MarkNoShowRequest", MarkNoShowRequest)
+
+
+@dataclass(eq=False, repr=False)
+class MarkNoShowResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name["MarkNoShowResponse"]
+
+    appointment: "Appointment | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.booking.v1", "MarkNoShowResponse", MarkNoShowResponse)
+
+
+@dataclass(eq=False, repr=False)
+class RescheduleAppointmentRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "RescheduleAppointmentRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    start_time: "datetime.datetime | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    self_service_token: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Instead of a member's access token.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "RescheduleAppointmentRequest", RescheduleAppointmentRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class RescheduleAppointmentResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "RescheduleAppointmentResponse"
+        ]
+
+    appointment: "Appointment | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "RescheduleAppointmentResponse", RescheduleAppointmentResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class Slot(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name["Slot"]
+
+    start_time: "datetime.datetime | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    end_time: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    staff_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    local_start: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    The start in the requested time zone, ISO 8601 with offset.
+    """
+
+
+default_message_pool.register_message("apptremind.booking.v1", "Slot", Slot)
+
+
 class BookingServiceStub:
     """
-    Availability and the appointment lifecycle.
+    Availability and the appointment lifecycle. GetAvailability and BookAppointment are public (the edge
+    rate-limits them); CancelAppointment and RescheduleAppointment accept either a member's access token or
+    the customer's signed self-service token; the rest need a member of the business.
     """
 
     def __init__(self, channel: grpc.Channel):
@@ -139,9 +525,72 @@ class BookingServiceStub:
             GetAppointmentResponse.FromString,
         )(message)
 
+    def get_availability(self, message: "GetAvailabilityRequest") -> "GetAvailabilityResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.booking.v1.BookingService/GetAvailability",
+            GetAvailabilityRequest.SerializeToString,
+            GetAvailabilityResponse.FromString,
+        )(message)
+
+    def book_appointment(self, message: "BookAppointmentRequest") -> "BookAppointmentResponse":
+        """
+        Requires an idempotency key: a replay returns the original appointment; the same key with a
+        different request is FAILED_PRECONDITION idempotency_key_reused. A taken slot is ALREADY_EXISTS
+        slot_taken.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.booking.v1.BookingService/BookAppointment",
+            BookAppointmentRequest.SerializeToString,
+            BookAppointmentResponse.FromString,
+        )(message)
+
+    def reschedule_appointment(
+        self, message: "RescheduleAppointmentRequest"
+    ) -> "RescheduleAppointmentResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.booking.v1.BookingService/RescheduleAppointment",
+            RescheduleAppointmentRequest.SerializeToString,
+            RescheduleAppointmentResponse.FromString,
+        )(message)
+
+    def cancel_appointment(self, message: "CancelAppointmentRequest") -> "CancelAppointmentResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.booking.v1.BookingService/CancelAppointment",
+            CancelAppointmentRequest.SerializeToString,
+            CancelAppointmentResponse.FromString,
+        )(message)
+
+    def complete_appointment(self, message: "CompleteAppointmentRequest") -> "CompleteAppointmentResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.booking.v1.BookingService/CompleteAppointment",
+            CompleteAppointmentRequest.SerializeToString,
+            CompleteAppointmentResponse.FromString,
+        )(message)
+
+    def mark_no_show(self, message: "MarkNoShowRequest") -> "MarkNoShowResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.booking.v1.BookingService/MarkNoShow",
+            MarkNoShowRequest.SerializeToString,
+            MarkNoShowResponse.FromString,
+        )(message)
+
+    def list_appointments(self, message: "ListAppointmentsRequest") -> "ListAppointmentsResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.booking.v1.BookingService/ListAppointments",
+            ListAppointmentsRequest.SerializeToString,
+            ListAppointmentsResponse.FromString,
+        )(message)
+
 
 from ....google import protobuf as ___google__protobuf__
 
 APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n#apptremind/booking/v1/booking.proto\x12\x15apptremind.booking.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\xc3\x02\n\x0bAppointment\x12%\n\x0eappointment_id\x18\x01 \x01(\tR\rappointmentId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12@\n\x06status\x18\x07 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status"_\n\x15GetAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"^\n\x16GetAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment*\xb8\x01\n\x11AppointmentStatus\x12 \n\x1eAPPOINTMENT_STATUS_UNSPECIFIED\x12\x1d\n\x19APPOINTMENT_STATUS_BOOKED\x10\x01\x12 \n\x1cAPPOINTMENT_STATUS_CANCELLED\x10\x02\x12 \n\x1cAPPOINTMENT_STATUS_COMPLETED\x10\x03\x12\x1e\n\x1aAPPOINTMENT_STATUS_NO_SHOW\x10\x042\x7f\n\x0eBookingService\x12m\n\x0eGetAppointment\x12,.apptremind.booking.v1.GetAppointmentRequest\x1a-.apptremind.booking.v1.GetAppointmentResponseb\x06proto3'
+    b'\n#apptremind/booking/v1/booking.proto\x12\x15apptremind.booking.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\x7f\n\x08Customer\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12\x14\n\x05phone\x18\x03 \x01(\tR\x05phone\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale"\xbb\x03\n\x0bAppointment\x12%\n\x0eappointment_id\x18\x01 \x01(\tR\rappointmentId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12@\n\x06status\x18\x07 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status\x12;\n\x08customer\x18\x08 \x01(\x0b2\x1f.apptremind.booking.v1.CustomerR\x08customer\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\xb4\x01\n\x04Slot\x129\n\nstart_time\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1f\n\x0blocal_start\x18\x04 \x01(\tR\nlocalStart"_\n\x15GetAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"^\n\x16GetAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xfe\x01\n\x16GetAvailabilityRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x127\n\tfrom_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08fromTime\x123\n\x07to_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06toTime\x12\x1b\n\ttime_zone\x18\x06 \x01(\tR\x08timeZone"L\n\x17GetAvailabilityResponse\x121\n\x05slots\x18\x01 \x03(\x0b2\x1b.apptremind.booking.v1.SlotR\x05slots"\x94\x02\n\x16BookAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x129\n\nstart_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x12;\n\x08customer\x18\x05 \x01(\x0b2\x1f.apptremind.booking.v1.CustomerR\x08customer\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey"\xa9\x01\n\x17BookAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment\x12,\n\x12self_service_token\x18\x02 \x01(\tR\x10selfServiceToken\x12\x1a\n\x08replayed\x18\x03 \x01(\x08R\x08replayed"\xcf\x01\n\x1cRescheduleAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x129\n\nstart_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x12,\n\x12self_service_token\x18\x04 \x01(\tR\x10selfServiceToken"e\n\x1dRescheduleAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xa8\x01\n\x18CancelAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12,\n\x12self_service_token\x18\x04 \x01(\tR\x10selfServiceToken"a\n\x19CancelAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"d\n\x1aCompleteAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"c\n\x1bCompleteAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"[\n\x11MarkNoShowRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"Z\n\x12MarkNoShowResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xc1\x02\n\x17ListAppointmentsRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x127\n\tfrom_time\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08fromTime\x123\n\x07to_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06toTime\x12\x19\n\x08staff_id\x18\x04 \x01(\tR\x07staffId\x12@\n\x06status\x18\x05 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status\x12\x1b\n\tpage_size\x18\x06 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x07 \x01(\tR\tpageToken"\x8a\x01\n\x18ListAppointmentsResponse\x12F\n\x0cappointments\x18\x01 \x03(\x0b2".apptremind.booking.v1.AppointmentR\x0cappointments\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xb8\x01\n\x11AppointmentStatus\x12 \n\x1eAPPOINTMENT_STATUS_UNSPECIFIED\x12\x1d\n\x19APPOINTMENT_STATUS_BOOKED\x10\x01\x12 \n\x1cAPPOINTMENT_STATUS_CANCELLED\x10\x02\x12 \n\x1cAPPOINTMENT_STATUS_COMPLETED\x10\x03\x12\x1e\n\x1aAPPOINTMENT_STATUS_NO_SHOW\x10\x042\xb6\x07\n\x0eBookingService\x12m\n\x0eGetAppointment\x12,.apptremind.booking.v1.GetAppointmentRequest\x1a-.apptremind.booking.v1.GetAppointmentResponse\x12p\n\x0fGetAvailability\x12-.apptremind.booking.v1.GetAvailabilityRequest\x1a..apptremind.booking.v1.GetAvailabilityResponse\x12p\n\x0fBookAppointment\x12-.apptremind.booking.v1.BookAppointmentRequest\x1a..apptremind.booking.v1.BookAppointmentResponse\x12\x82\x01\n\x15RescheduleAppointment\x123.apptremind.booking.v1.RescheduleAppointmentRequest\x1a4.apptremind.booking.v1.RescheduleAppointmentResponse\x12v\n\x11CancelAppointment\x12/.apptremind.booking.v1.CancelAppointmentRequest\x1a0.apptremind.booking.v1.CancelAppointmentResponse\x12|\n\x13CompleteAppointment\x121.apptremind.booking.v1.CompleteAppointmentRequest\x1a2.apptremind.booking.v1.CompleteAppointmentResponse\x12a\n\nMarkNoShow\x12(.apptremind.booking.v1.MarkNoShowRequest\x1a).apptremind.booking.v1.MarkNoShowResponse\x12s\n\x10ListAppointments\x12..apptremind.booking.v1.ListAppointmentsRequest\x1a/.apptremind.booking.v1.ListAppointmentsResponseb\x06proto3'
 )

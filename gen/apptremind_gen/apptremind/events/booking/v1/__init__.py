@@ -5,6 +5,10 @@
 
 __all__ = (
     "AppointmentBooked",
+    "AppointmentCancelled",
+    "AppointmentCompleted",
+    "AppointmentNoShow",
+    "AppointmentRescheduled",
     "ReminderCancelled",
     "ReminderRequested",
 )
@@ -53,6 +57,117 @@ class AppointmentBooked(betterproto2.Message):
 
 
 default_message_pool.register_message("apptremind.events.booking.v1", "AppointmentBooked", AppointmentBooked)
+
+
+@dataclass(eq=False, repr=False)
+class AppointmentCancelled(betterproto2.Message):
+    """
+    booking.appointment.cancelled.v1
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BOOKING_V1_BOOKING_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "AppointmentCancelled"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    cancelled_by: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    "business" or "customer".
+    """
+
+    reason: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.events.booking.v1", "AppointmentCancelled", AppointmentCancelled
+)
+
+
+@dataclass(eq=False, repr=False)
+class AppointmentCompleted(betterproto2.Message):
+    """
+    booking.appointment.completed.v1
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BOOKING_V1_BOOKING_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "AppointmentCompleted"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.events.booking.v1", "AppointmentCompleted", AppointmentCompleted
+)
+
+
+@dataclass(eq=False, repr=False)
+class AppointmentNoShow(betterproto2.Message):
+    """
+    booking.appointment.no_show.v1
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BOOKING_V1_BOOKING_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "AppointmentNoShow"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.events.booking.v1", "AppointmentNoShow", AppointmentNoShow)
+
+
+@dataclass(eq=False, repr=False)
+class AppointmentRescheduled(betterproto2.Message):
+    """
+    booking.appointment.rescheduled.v1
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BOOKING_V1_BOOKING_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "AppointmentRescheduled"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    staff_id: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    previous_start_time: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True
+    )
+
+    start_time: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True
+    )
+
+    end_time: "datetime.datetime | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message(
+    "apptremind.events.booking.v1", "AppointmentRescheduled", AppointmentRescheduled
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -127,5 +242,5 @@ from .....google import protobuf as ____google__protobuf__
 from ....common import v1 as ___common__v1__
 
 APPTREMIND_EVENTS_BOOKING_V1_BOOKING_EVENTS_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n1apptremind/events/booking/v1/booking_events.proto\x12\x1capptremind.events.booking.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\x87\x02\n\x11AppointmentBooked\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime"\xbd\x03\n\x11ReminderRequested\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x127\n\tremind_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08remindAt\x127\n\x07channel\x18\x04 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x1c\n\trecipient\x18\x05 \x01(\tR\trecipient\x12f\n\rtemplate_data\x18\x06 \x03(\x0b2A.apptremind.events.booking.v1.ReminderRequested.TemplateDataEntryR\x0ctemplateData\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\x84\x01\n\x11ReminderCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKeyb\x06proto3'
+    b'\n1apptremind/events/booking/v1/booking_events.proto\x12\x1capptremind.events.booking.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\x87\x02\n\x11AppointmentBooked\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime"\xbd\x03\n\x11ReminderRequested\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x127\n\tremind_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08remindAt\x127\n\x07channel\x18\x04 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x1c\n\trecipient\x18\x05 \x01(\tR\trecipient\x12f\n\rtemplate_data\x18\x06 \x03(\x0b2A.apptremind.events.booking.v1.ReminderRequested.TemplateDataEntryR\x0ctemplateData\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\x84\x01\n\x11ReminderCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey"\xb9\x02\n\x16AppointmentRescheduled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12J\n\x13previous_start_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x11previousStartTime\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime"\x99\x01\n\x14AppointmentCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12!\n\x0ccancelled_by\x18\x03 \x01(\tR\x0bcancelledBy\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason"^\n\x14AppointmentCompleted\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"[\n\x11AppointmentNoShow\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentIdb\x06proto3'
 )

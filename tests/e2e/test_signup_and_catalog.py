@@ -213,3 +213,32 @@ async def test_a_taken_slug_is_refused_before_anything_is_created(platform: Plat
     body = await platform.gql(SIGN_UP, email="third@example.com", slug="-bad-")
     assert body["errors"][0]["extensions"] == {"code": "BAD_USER_INPUT", "reason": "invalid_slug"}
     assert platform.auth_db.execute("SELECT count(*) FROM users") == users_before
+
+
+async def test_an_expired_access_token_is_refused_and_a_refresh_recovers(platform: Platform) -> None:
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from apptremind_platform.access_tokens import sign
+
+    owner = await sign_up_owner(platform, "expiring")
+    # A token the auth-service's current key signed, already past its expiry (as if 15 minutes went by).
+    [(kid, raw)] = platform.auth_db.execute(
+        "SELECT kid, private_key FROM signing_keys WHERE activated_at IS NOT NULL AND retired_at IS NULL"
+    )
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    expired, _ = sign(
+        Ed25519PrivateKey.from_private_bytes(bytes(raw)),  # type: ignore[arg-type]
+        str(kid),
+        owner["user_id"],
+        {owner["business_id"]: "owner"},
+        session_id="s",
+        ttl=dt.timedelta(minutes=15),
+        now=past,
+    )
+    body = await platform.gql("query($b: ID!) { business(id: $b) { name } }", expired, b=owner["business_id"])
+    assert body["errors"][0]["extensions"] == {"code": "UNAUTHENTICATED", "reason": "token_expired"}
+    fresh = (await platform.ok(REFRESH, t=owner["refresh"]))["refreshSession"]["accessToken"]
+    data = await platform.ok("query($b: ID!) { business(id: $b) { name } }", fresh, b=owner["business_id"])
+    assert data["business"]["name"] == "Salon Nord"

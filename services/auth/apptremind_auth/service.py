@@ -7,8 +7,6 @@ injected Clock, so tests move it instead of sleeping.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
 import hmac
@@ -16,7 +14,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from apptremind_platform import access_tokens, outbox
+from apptremind_platform import access_tokens, outbox, pagination
 from apptremind_platform.clock import Clock
 from apptremind_platform.db import Conn
 from apptremind_platform.errors import (
@@ -47,9 +45,6 @@ from .model import (
 )
 from .passwords import Passwords
 from .repository import Repository
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 
 
 class CommitThenRefuse(Exception):
@@ -255,14 +250,14 @@ class AuthService:
     ) -> tuple[list[Membership], str]:
         caller.require_role(business_id)
         business = parse_id(business_id, "business_id")
-        if page_size < 0:
-            raise InvalidArgument("invalid_page_size", "page_size must not be negative", field="page_size")
-        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-        after = _decode_page_token(page_token, business) if page_token else None
+        size = pagination.page_size(page_size)
+        # The scope names the business, so a token from one business's listing is refused by another's.
+        scope = f"members:{business}"
+        after = pagination.decode_page_token(scope, page_token)
         # One extra row tells whether another page follows without a count query.
         rows = await Repository(conn).members(business, after, size + 1)
         page = rows[:size]
-        next_token = _encode_page_token(business, page[-1].user_id) if len(rows) > size else ""
+        next_token = pagination.encode_page_token(scope, page[-1].user_id) if len(rows) > size else ""
         return page, next_token
 
     # -- invitations ---------------------------------------------------------------------------------
@@ -339,18 +334,3 @@ class AuthService:
         if caller.anonymous:
             session = await self._start_session(repo, user_id)
         return membership, session
-
-
-def _encode_page_token(business_id: uuid.UUID, last_user_id: uuid.UUID) -> str:
-    # Names its business too, so a token from one business's listing is refused by another's.
-    return base64.urlsafe_b64encode(business_id.bytes + last_user_id.bytes).decode().rstrip("=")
-
-
-def _decode_page_token(token: str, business_id: uuid.UUID) -> uuid.UUID:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except (binascii.Error, ValueError):
-        raw = b""
-    if len(raw) != 32 or raw[:16] != business_id.bytes:
-        raise InvalidArgument("invalid_page_token", "the page token is not valid here", field="page_token")
-    return uuid.UUID(bytes=raw[16:])

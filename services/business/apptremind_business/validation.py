@@ -4,8 +4,6 @@ with a machine-readable reason. No I/O here: rules that need the database (unkno
 
 from __future__ import annotations
 
-import base64
-import binascii
 import itertools
 import re
 import uuid
@@ -14,6 +12,9 @@ from collections.abc import Mapping, Sequence
 from apptremind_platform.errors import InvalidArgument
 
 # The shared rules, re-exported: this service calls every rule as validation.<rule>.
+from apptremind_platform.pagination import decode_page_token as decode_page_token
+from apptremind_platform.pagination import encode_page_token as encode_page_token
+from apptremind_platform.pagination import page_size as page_size
 from apptremind_platform.validation import SLUG_MAX as SLUG_MAX
 from apptremind_platform.validation import currency as currency
 from apptremind_platform.validation import locale as locale
@@ -38,9 +39,6 @@ OFFSET_MAX = 30 * 24 * 60
 OFFSETS_MAX_COUNT = 5
 TEMPLATES_MAX_COUNT = 20
 TEMPLATE_VALUE_MAX = 100
-
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 
 
 def email(value: str) -> str:
@@ -216,30 +214,3 @@ def reason_text(value: str) -> str:
     if len(text) > REASON_MAX:
         raise InvalidArgument("invalid_reason", f"reason must be at most {REASON_MAX} characters")
     return text
-
-
-def page_size(value: int) -> int:
-    """0 means the default; sizes above the maximum are clamped, as list APIs commonly do."""
-    if value < 0:
-        raise InvalidArgument("invalid_page_size", "page_size must not be negative")
-    return min(value or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
-def encode_page_token(kind: str, last_id: uuid.UUID) -> str:
-    """An opaque cursor: the list it belongs to and the last id of the page served."""
-    return base64.urlsafe_b64encode(f"{kind}:{last_id}".encode()).decode().rstrip("=")
-
-
-def decode_page_token(kind: str, token: str) -> uuid.UUID | None:
-    """The id to continue after, or None for the first page."""
-    if not token:
-        return None
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        text = ""
-    prefix, _, last = text.partition(":")
-    parsed = parse_id(last) if prefix == kind else None
-    if parsed is None:
-        raise InvalidArgument("invalid_page_token", "page_token does not come from this list")
-    return parsed

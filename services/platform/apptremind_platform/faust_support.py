@@ -1,5 +1,6 @@
-"""Faust agents follow the same consumer conventions as plain consumers: each event goes through a
-MessageProcessor (inbox dedupe, retries with backoff and jitter, DLQ, trace context).
+"""Faust agents follow the same consumer conventions as plain consumers: an agent reads a raw topic and hands
+each event, as `incoming(event)`, to a MessageProcessor (inbox dedupe, retries with backoff and jitter,
+DLQ, trace context); tests/fixtures/faust_probe_app.py is the worked example.
 
 We use Faust's at-least-once processing (offsets committed after the agent finishes an event), not its
 `exactly_once` guarantee, which has open duplicate and fencing bugs (faust-streaming #323, #517).
@@ -7,10 +8,9 @@ We use Faust's at-least-once processing (offsets committed after the agent finis
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .processing import Incoming, MessageProcessor, Outcome
+from .processing import Incoming
 
 
 def raw_topic(app: Any, *names: str) -> Any:
@@ -29,13 +29,3 @@ def incoming(event: Any) -> Incoming:
         value=message.value,
         headers=list(message.headers or []),
     )
-
-
-def processing_agent(processor: MessageProcessor) -> Callable[[Any], AsyncIterator[Outcome]]:
-    """Body for `app.agent(raw_topic(app, *processor.topics))`: yields each message's outcome."""
-
-    async def agent(stream: Any) -> AsyncIterator[Outcome]:
-        async for event in stream.events():
-            yield await processor.process(incoming(event))
-
-    return agent

@@ -218,6 +218,8 @@ def create_app(settings: EdgeSettings | None = None, limits: RateLimits | None =
         settings.edge_login_per_ip_per_minute,
         settings.edge_login_per_account_per_minute,
         settings.edge_signup_per_ip_per_minute,
+        settings.edge_public_per_ip_per_minute,
+        settings.edge_bookings_per_business_per_minute,
     )
 
     async def jwks() -> str:

@@ -20,7 +20,7 @@ from graphql import (
 )
 
 # Paginated fields and the page size they use when `first` is not a literal.
-PAGED_FIELDS = {"staff": 50, "services": 50, "members": 50, "dateOverrides": 50}
+PAGED_FIELDS = {"staff": 50, "services": 50, "members": 50, "dateOverrides": 50, "appointments": 50}
 MAX_PAGE = 200
 
 

@@ -27,6 +27,7 @@ from .upstreams import Upstreams
 SERVICES = {
     "auth": "apptremind.auth.v1.AuthService",
     "business": "apptremind.business.v1.BusinessService",
+    "booking": "apptremind.booking.v1.BookingService",
 }
 CALL_TIMEOUT_S = 5.0
 

@@ -53,6 +53,8 @@ class RateLimits:
     login_per_account: SlidingWindow
     signup_per_ip: SlidingWindow
     signup_per_account: SlidingWindow
+    public_per_ip: SlidingWindow
+    bookings_per_business: SlidingWindow
 
     @classmethod
     def per_minute(
@@ -60,6 +62,8 @@ class RateLimits:
         login_per_ip: int,
         login_per_account: int,
         signup_per_ip: int,
+        public_per_ip: int = 120,
+        bookings_per_business: int = 600,
         clock: Callable[[], float] = time.monotonic,
     ) -> RateLimits:
         return cls(
@@ -68,4 +72,6 @@ class RateLimits:
             SlidingWindow(signup_per_ip, 60.0, clock),
             # Per e-mail address, with the log-in's per-account allowance.
             SlidingWindow(login_per_account, 60.0, clock),
+            SlidingWindow(public_per_ip, 60.0, clock),
+            SlidingWindow(bookings_per_business, 60.0, clock),
         )

@@ -15,6 +15,7 @@ from strawberry.extensions import AddValidationRules, QueryDepthLimiter
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from .booking_schema import BookingMutation, BookingQuery
 from .catalog_schema import CatalogMutation, CatalogQuery
 from .complexity import max_complexity_rule
 from .context import EdgeContext
@@ -55,8 +56,8 @@ class EdgeSchema(strawberry.Schema):
         log_errors(errors)
 
 
-Query = merge_types("Query", (HealthQuery, IdentityQuery, CatalogQuery))
-Mutation = merge_types("Mutation", (IdentityMutation, CatalogMutation))
+Query = merge_types("Query", (HealthQuery, IdentityQuery, CatalogQuery, BookingQuery))
+Mutation = merge_types("Mutation", (IdentityMutation, CatalogMutation, BookingMutation))
 
 
 def build_schema(max_query_depth: int = 10, max_query_complexity: int = 2000) -> strawberry.Schema:

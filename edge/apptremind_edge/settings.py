@@ -68,6 +68,9 @@ class EdgeSettings(BaseSettings):
     edge_login_per_ip_per_minute: int = Field(default=20, gt=0)
     edge_login_per_account_per_minute: int = Field(default=5, gt=0)
     edge_signup_per_ip_per_minute: int = Field(default=5, gt=0)
+    # Public booking pages: availability and bookings per client IP, and bookings per business.
+    edge_public_per_ip_per_minute: int = Field(default=120, gt=0)
+    edge_bookings_per_business_per_minute: int = Field(default=600, gt=0)
     # The in-browser IDE is a development aid, off unless asked for.
     edge_graphiql: bool = False
     log_level: str = "info"

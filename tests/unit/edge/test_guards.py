@@ -72,3 +72,12 @@ async def test_costly_queries_are_refused_before_execution(edge: EdgeFactory, de
     [error] = body["errors"]
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "complexity" in error["message"]
+
+
+async def test_booking_without_an_idempotency_key_is_refused(edge: EdgeFactory, dead_target: str) -> None:
+    query = """mutation { bookAppointment(input: {businessSlug: "s", serviceId: "x",
+        startTime: "2027-01-04T09:00:00Z", customer: {name: "C"}}) { replayed } }"""
+    async with edge(service_targets={"business": dead_target, "booking": dead_target}) as e:
+        body = await gql(e, query)
+    [error] = body["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT", "reason": "idempotency_key_required"}

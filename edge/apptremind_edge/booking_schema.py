@@ -1,0 +1,308 @@
+"""Booking operations: public availability and booking (with an Idempotency-Key), the customer's
+self-service cancel/reschedule by token, and the business's day view and lifecycle (booking-service)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Annotated
+
+import strawberry
+
+from apptremind_gen.apptremind.booking import v1 as booking
+from apptremind_gen.apptremind.business import v1 as business
+
+from .context import EdgeContext
+from .errors import BAD_USER_INPUT, edge_error
+from .types import PageInfo
+
+Info = strawberry.Info[EdgeContext, None]
+IDEMPOTENCY_KEY_HEADER = "idempotency-key"
+
+
+@strawberry.enum
+class AppointmentStatus(enum.Enum):
+    BOOKED = "BOOKED"
+    CANCELLED = "CANCELLED"
+    COMPLETED = "COMPLETED"
+    NO_SHOW = "NO_SHOW"
+
+
+STATUS_FROM_PROTO = {
+    booking.AppointmentStatus.BOOKED: AppointmentStatus.BOOKED,
+    booking.AppointmentStatus.CANCELLED: AppointmentStatus.CANCELLED,
+    booking.AppointmentStatus.COMPLETED: AppointmentStatus.COMPLETED,
+    booking.AppointmentStatus.NO_SHOW: AppointmentStatus.NO_SHOW,
+}
+STATUS_TO_PROTO = {v: k for k, v in STATUS_FROM_PROTO.items()}
+
+
+@strawberry.type
+class Slot:
+    start_time: dt.datetime | None
+    end_time: dt.datetime | None
+    staff_id: strawberry.ID
+    local_start: str
+
+
+@strawberry.type
+class Customer:
+    name: str
+    email: str
+    phone: str
+    time_zone: str
+
+
+@strawberry.type
+class Appointment:
+    id: strawberry.ID
+    business_id: strawberry.ID
+    staff_id: strawberry.ID
+    service_id: strawberry.ID
+    start_time: dt.datetime | None
+    end_time: dt.datetime | None
+    status: AppointmentStatus
+    customer: Customer | None
+
+    @classmethod
+    def of(cls, a: booking.Appointment | None) -> Appointment:
+        assert a is not None
+        c = a.customer
+        return cls(
+            id=strawberry.ID(a.appointment_id),
+            business_id=strawberry.ID(a.business_id),
+            staff_id=strawberry.ID(a.staff_id),
+            service_id=strawberry.ID(a.service_id),
+            start_time=a.start_time,
+            end_time=a.end_time,
+            status=STATUS_FROM_PROTO[a.status],
+            customer=Customer(name=c.name, email=c.email, phone=c.phone, time_zone=c.time_zone)
+            if c
+            else None,
+        )
+
+
+@strawberry.type
+class AppointmentConnection:
+    nodes: list[Appointment]
+    page_info: PageInfo
+
+
+@strawberry.type
+class BookingPayload:
+    appointment: Appointment
+    self_service_token: str
+    replayed: bool
+
+
+@strawberry.input
+class CustomerInput:
+    name: str
+    email: str = ""
+    phone: str = ""
+    time_zone: str = "UTC"
+    locale: str = "en"
+
+
+@strawberry.input
+class BookAppointmentInput:
+    business_slug: str
+    service_id: strawberry.ID
+    staff_id: strawberry.ID | None = None
+    start_time: dt.datetime
+    customer: CustomerInput
+
+
+async def business_id_for(info: Info, slug: str) -> str:
+    response = await info.context.call(
+        "business",
+        "GetBusinessBySlug",
+        business.GetBusinessBySlugRequest(slug=slug.strip().lower()),
+        business.GetBusinessBySlugResponse,
+    )
+    assert response.business is not None
+    return str(response.business.business_id)
+
+
+def idempotency_key(info: Info) -> str:
+    key = info.context.request.headers.get(IDEMPOTENCY_KEY_HEADER, "").strip()
+    if not key or len(key) > 200:
+        raise edge_error(
+            "bookAppointment needs an Idempotency-Key header (1 to 200 characters)",
+            BAD_USER_INPUT,
+            reason="idempotency_key_required",
+        )
+    return key
+
+
+@strawberry.type
+class BookingQuery:
+    @strawberry.field
+    async def availability(
+        self,
+        info: Info,
+        business_slug: str,
+        service_id: strawberry.ID,
+        from_: Annotated[dt.datetime, strawberry.argument(name="from")],
+        to: dt.datetime,
+        time_zone: str,
+        staff_id: strawberry.ID | None = None,
+    ) -> list[Slot]:
+        info.context.limits.public_per_ip.check(info.context.client_ip, "availability")
+        business_id = await business_id_for(info, business_slug)
+        response = await info.context.call(
+            "booking",
+            "GetAvailability",
+            booking.GetAvailabilityRequest(
+                business_id=business_id,
+                service_id=service_id,
+                staff_id=staff_id or "",
+                from_time=from_,
+                to_time=to,
+                time_zone=time_zone,
+            ),
+            booking.GetAvailabilityResponse,
+        )
+        return [
+            Slot(
+                start_time=s.start_time,
+                end_time=s.end_time,
+                staff_id=strawberry.ID(s.staff_id),
+                local_start=s.local_start,
+            )
+            for s in response.slots
+        ]
+
+    @strawberry.field
+    async def appointments(
+        self,
+        info: Info,
+        business_id: strawberry.ID,
+        from_: Annotated[dt.datetime, strawberry.argument(name="from")],
+        to: dt.datetime,
+        staff_id: strawberry.ID | None = None,
+        status: AppointmentStatus | None = None,
+        first: int = 50,
+        after: str | None = None,
+    ) -> AppointmentConnection:
+        await info.context.require_caller()
+        response = await info.context.call(
+            "booking",
+            "ListAppointments",
+            booking.ListAppointmentsRequest(
+                business_id=business_id,
+                from_time=from_,
+                to_time=to,
+                staff_id=staff_id or "",
+                status=STATUS_TO_PROTO[status] if status else booking.AppointmentStatus.UNSPECIFIED,
+                page_size=first,
+                page_token=after or "",
+            ),
+            booking.ListAppointmentsResponse,
+        )
+        return AppointmentConnection(
+            nodes=[Appointment.of(a) for a in response.appointments],
+            page_info=PageInfo.after(response.next_page_token),
+        )
+
+
+@strawberry.type
+class BookingMutation:
+    @strawberry.mutation
+    async def book_appointment(self, info: Info, input: BookAppointmentInput) -> BookingPayload:
+        key = idempotency_key(info)
+        info.context.limits.public_per_ip.check(info.context.client_ip, "booking")
+        business_id = await business_id_for(info, input.business_slug)
+        info.context.limits.bookings_per_business.check(business_id, "booking")
+        c = input.customer
+        response = await info.context.call(
+            "booking",
+            "BookAppointment",
+            booking.BookAppointmentRequest(
+                business_id=business_id,
+                service_id=input.service_id,
+                staff_id=input.staff_id or "",
+                start_time=input.start_time,
+                customer=booking.Customer(
+                    name=c.name, email=c.email, phone=c.phone, time_zone=c.time_zone, locale=c.locale
+                ),
+                idempotency_key=key,
+            ),
+            booking.BookAppointmentResponse,
+        )
+        return BookingPayload(
+            appointment=Appointment.of(response.appointment),
+            self_service_token=response.self_service_token,
+            replayed=response.replayed,
+        )
+
+    @strawberry.mutation
+    async def cancel_appointment(
+        self,
+        info: Info,
+        token: str | None = None,
+        business_id: strawberry.ID | None = None,
+        appointment_id: strawberry.ID | None = None,
+        reason: str = "",
+    ) -> Appointment:
+        """By the customer with the self-service token from the booking, or by a member with ids."""
+        response = await info.context.call(
+            "booking",
+            "CancelAppointment",
+            booking.CancelAppointmentRequest(
+                business_id=business_id or "",
+                appointment_id=appointment_id or "",
+                reason=reason,
+                self_service_token=token or "",
+            ),
+            booking.CancelAppointmentResponse,
+        )
+        return Appointment.of(response.appointment)
+
+    @strawberry.mutation
+    async def reschedule_appointment(
+        self,
+        info: Info,
+        start: dt.datetime,
+        token: str | None = None,
+        business_id: strawberry.ID | None = None,
+        appointment_id: strawberry.ID | None = None,
+    ) -> Appointment:
+        response = await info.context.call(
+            "booking",
+            "RescheduleAppointment",
+            booking.RescheduleAppointmentRequest(
+                business_id=business_id or "",
+                appointment_id=appointment_id or "",
+                start_time=start,
+                self_service_token=token or "",
+            ),
+            booking.RescheduleAppointmentResponse,
+        )
+        return Appointment.of(response.appointment)
+
+    @strawberry.mutation
+    async def complete_appointment(
+        self, info: Info, business_id: strawberry.ID, appointment_id: strawberry.ID
+    ) -> Appointment:
+        await info.context.require_caller()
+        response = await info.context.call(
+            "booking",
+            "CompleteAppointment",
+            booking.CompleteAppointmentRequest(business_id=business_id, appointment_id=appointment_id),
+            booking.CompleteAppointmentResponse,
+        )
+        return Appointment.of(response.appointment)
+
+    @strawberry.mutation
+    async def mark_no_show(
+        self, info: Info, business_id: strawberry.ID, appointment_id: strawberry.ID
+    ) -> Appointment:
+        await info.context.require_caller()
+        response = await info.context.call(
+            "booking",
+            "MarkNoShow",
+            booking.MarkNoShowRequest(business_id=business_id, appointment_id=appointment_id),
+            booking.MarkNoShowResponse,
+        )
+        return Appointment.of(response.appointment)

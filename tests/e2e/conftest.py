@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,13 +14,14 @@ import httpx
 import pytest
 
 from apptremind_auth.bootstrap import SPEC as AUTH
+from apptremind_booking.bootstrap import SPEC as BOOKING
 from apptremind_business.bootstrap import SPEC as BUSINESS
 from apptremind_devstack.kafka import KafkaBroker
 from apptremind_devstack.ports import free_port
 from apptremind_devstack.postgres import PostgresServer
 from apptremind_edge.app import create_app
 from apptremind_edge.settings import EdgeSettings
-from apptremind_platform.service import ServiceRuntime
+from apptremind_platform.service import ServiceRuntime, ServiceSpec
 from tests.fixtures.db import ServiceDb
 from tests.fixtures.relay import running_relay
 from tests.fixtures.services import database_for, settings_for
@@ -30,31 +31,35 @@ class GraphQLError(AssertionError):
     pass
 
 
+SPECS: dict[str, ServiceSpec] = {"auth": AUTH, "business": BUSINESS, "booking": BOOKING}
+
+
 @dataclass
 class Platform:
     postgres: PostgresServer
     kafka: KafkaBroker
-    auth_db: ServiceDb
-    business_db: ServiceDb
-    auth_port: int
-    business_port: int
+    dbs: dict[str, ServiceDb]
+    ports: dict[str, int]
     client: httpx.AsyncClient
-    stack: AsyncExitStack
     runtimes: dict[str, ServiceRuntime] = field(default_factory=dict)
     group_suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
+    @property
+    def auth_db(self) -> ServiceDb:
+        return self.dbs["auth"]
+
+    @property
+    def business_db(self) -> ServiceDb:
+        return self.dbs["business"]
+
     async def start(self, name: str) -> None:
-        spec, db, port = (
-            (AUTH, self.auth_db, self.auth_port)
-            if name == "auth"
-            else (BUSINESS, self.business_db, self.business_port)
-        )
+        spec = SPECS[name]
         settings = settings_for(
             spec,
-            db,
+            self.dbs[name],
             self.kafka,
-            grpc_port=port,
-            auth_target=f"127.0.0.1:{self.auth_port}",
+            grpc_port=self.ports[name],
+            auth_target=f"127.0.0.1:{self.ports['auth']}",
             # Each test's services form their own groups, starting at the end of the shared session topics;
             # a restarted service resumes where its group stopped.
             consumer_group=f"{name}-{self.group_suffix}",
@@ -104,21 +109,20 @@ async def platform_running(
     services: tuple[str, ...] = ("auth", "business"),
     **edge: Any,
 ) -> AsyncIterator[Platform]:
-    auth_db, business_db = database_for(postgres, AUTH), database_for(postgres, BUSINESS)
-    auth_port, business_port = free_port(), free_port()
+    """The edge in front of `services` (started in order), every service database with its relay."""
+    dbs = {name: database_for(postgres, SPECS[name]) for name in SPECS}
+    ports = {name: free_port() for name in SPECS}
     async with AsyncExitStack() as stack:
-        stack.enter_context(_relays(auth_db, business_db, kafka))
+        for db in dbs.values():
+            stack.enter_context(running_relay(db.dsn, kafka, idle_sleep_s=0.02))
         app = create_app(
-            EdgeSettings(
-                service_targets={"auth": f"127.0.0.1:{auth_port}", "business": f"127.0.0.1:{business_port}"},
-                **edge,
-            )
+            EdgeSettings(service_targets={name: f"127.0.0.1:{port}" for name, port in ports.items()}, **edge)
         )
         await stack.enter_async_context(app.router.lifespan_context(app))
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://edge")
         )
-        platform = Platform(postgres, kafka, auth_db, business_db, auth_port, business_port, client, stack)
+        platform = Platform(postgres, kafka, dbs, ports, client)
         try:
             for name in services:
                 await platform.start(name)
@@ -126,15 +130,6 @@ async def platform_running(
         finally:
             for name in list(platform.runtimes):
                 await platform.stop(name)
-
-
-@contextmanager
-def _relays(auth_db: ServiceDb, business_db: ServiceDb, kafka: KafkaBroker) -> Any:
-    with (
-        running_relay(auth_db.dsn, kafka, idle_sleep_s=0.02),
-        running_relay(business_db.dsn, kafka, idle_sleep_s=0.02),
-    ):
-        yield
 
 
 @pytest.fixture

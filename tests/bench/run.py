@@ -3,6 +3,7 @@ table and rewrites the generated block of docs/benchmarks.md."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import os
 import platform
@@ -15,6 +16,7 @@ from apptremind_devstack.kafka import KafkaBroker, kafka_version
 from apptremind_devstack.ports import free_port
 from apptremind_devstack.postgres import PostgresServer
 from apptremind_platform.topics import ensure_topics
+from tests.bench.booking_bench import run_booking
 from tests.bench.relay_bench import run_producer_performance, run_relay
 from tests.fixtures.db import make_service_db
 
@@ -51,6 +53,7 @@ def main() -> None:
         db = make_service_db(pg, "bench")
         relay = run_relay(db, kafka)
         ceiling = run_producer_performance(kafka, records=relay.events, record_bytes=relay.record_bytes)
+        bookings = asyncio.run(run_booking(pg, kafka, work))
     finally:
         kafka.stop()
         pg.stop()
@@ -69,6 +72,16 @@ def main() -> None:
             f"| Kafka ProducerPerformance (same jars, same broker) | {relay.events:,} records of "
             f"{relay.record_bytes} B, acks=all, idempotent, lz4, linger 5 ms | {ceiling:,.0f} records/s | "
             "ceiling for any producer here |",
+            f"| Availability at the booking-service (gRPC) | 1 staff x 14 days, 500 appointments, 15 min grid, "
+            f"{bookings.slots_per_query} slots per answer, {bookings.service_queries} sequential queries | "
+            f"p50 **{bookings.service_p50_ms:.1f} ms**, p99 **{bookings.service_p99_ms:.1f} ms** | goal p99 <= 20 ms |",
+            f"| Availability through GraphQL (HTTP, edge as its own uvicorn process) | same query, "
+            f"{bookings.graphql_requests} requests, concurrency {bookings.graphql_concurrency}, Python httpx client "
+            f"on the same 2 cores | **{bookings.graphql_rps:,.0f} req/s**, p50 {bookings.graphql_p50_ms:.0f} ms, "
+            f"p99 {bookings.graphql_p99_ms:.0f} ms | goal >= 1,000 req/s, p99 <= 50 ms |",
+            f"| 200-way race for one slot (GraphQL bookAppointment) | 200 concurrent customers | "
+            f"{bookings.race_winners} booked, {bookings.race_slot_taken} slot_taken; all answered in "
+            f"{bookings.race_total_ms:,.0f} ms, p99 {bookings.race_p99_ms:,.0f} ms | exactly one winner |",
         ]
     )
     print(table)

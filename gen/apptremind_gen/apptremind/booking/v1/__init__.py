@@ -13,11 +13,15 @@ __all__ = (
     "CancelAppointmentResponse",
     "CompleteAppointmentRequest",
     "CompleteAppointmentResponse",
+    "ConfirmAppointmentRequest",
+    "ConfirmAppointmentResponse",
     "Customer",
     "GetAppointmentRequest",
     "GetAppointmentResponse",
     "GetAvailabilityRequest",
     "GetAvailabilityResponse",
+    "GetReminderStatusRequest",
+    "GetReminderStatusResponse",
     "ListAppointmentsRequest",
     "ListAppointmentsResponse",
     "MarkNoShowRequest",
@@ -110,6 +114,13 @@ class Appointment(betterproto2.Message):
     created_at: "datetime.datetime | None" = betterproto2.field(
         9, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
+
+    confirmed_at: "datetime.datetime | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    Set when the customer confirmed (ConfirmAppointment).
+    """
 
 
 default_message_pool.register_message("apptremind.booking.v1", "Appointment", Appointment)
@@ -250,6 +261,47 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class ConfirmAppointmentRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "ConfirmAppointmentRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    self_service_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Instead of a member's access token.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "ConfirmAppointmentRequest", ConfirmAppointmentRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ConfirmAppointmentResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "ConfirmAppointmentResponse"
+        ]
+
+    appointment: "Appointment | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "ConfirmAppointmentResponse", ConfirmAppointmentResponse
+)
+
+
+@dataclass(eq=False, repr=False)
 class Customer(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -353,6 +405,54 @@ class GetAvailabilityResponse(betterproto2.Message):
 
 default_message_pool.register_message(
     "apptremind.booking.v1", "GetAvailabilityResponse", GetAvailabilityResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetReminderStatusRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetReminderStatusRequest"
+        ]
+
+    self_service_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The appointment's self-service token (carried in the reminder's template_data as manage_token); it
+    names the business and the appointment and authorises the read.
+    """
+
+    idempotency_key: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    appointment_id|remind_at|channel
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "GetReminderStatusRequest", GetReminderStatusRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetReminderStatusResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name[
+            "GetReminderStatusResponse"
+        ]
+
+    current: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    True when the appointment is booked and this reminder is one of its current reminders.
+    """
+
+    appointment: "Appointment | None" = betterproto2.field(2, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.booking.v1", "GetReminderStatusResponse", GetReminderStatusResponse
 )
 
 
@@ -588,9 +688,32 @@ class BookingServiceStub:
             ListAppointmentsResponse.FromString,
         )(message)
 
+    def confirm_appointment(self, message: "ConfirmAppointmentRequest") -> "ConfirmAppointmentResponse":
+        """
+        The customer confirms they will come (a reply "C" to a reminder, or a member for them).
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.booking.v1.BookingService/ConfirmAppointment",
+            ConfirmAppointmentRequest.SerializeToString,
+            ConfirmAppointmentResponse.FromString,
+        )(message)
+
+    def get_reminder_status(self, message: "GetReminderStatusRequest") -> "GetReminderStatusResponse":
+        """
+        Whether a reminder is still wanted: the appointment is booked and the reminder belongs to its current
+        time. Asked by the notification pipeline right before sending, so a cancel or reschedule always wins.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.booking.v1.BookingService/GetReminderStatus",
+            GetReminderStatusRequest.SerializeToString,
+            GetReminderStatusResponse.FromString,
+        )(message)
+
 
 from ....google import protobuf as ___google__protobuf__
 
 APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n#apptremind/booking/v1/booking.proto\x12\x15apptremind.booking.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\x7f\n\x08Customer\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12\x14\n\x05phone\x18\x03 \x01(\tR\x05phone\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale"\xbb\x03\n\x0bAppointment\x12%\n\x0eappointment_id\x18\x01 \x01(\tR\rappointmentId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12@\n\x06status\x18\x07 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status\x12;\n\x08customer\x18\x08 \x01(\x0b2\x1f.apptremind.booking.v1.CustomerR\x08customer\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\xb4\x01\n\x04Slot\x129\n\nstart_time\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1f\n\x0blocal_start\x18\x04 \x01(\tR\nlocalStart"_\n\x15GetAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"^\n\x16GetAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xfe\x01\n\x16GetAvailabilityRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x127\n\tfrom_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08fromTime\x123\n\x07to_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06toTime\x12\x1b\n\ttime_zone\x18\x06 \x01(\tR\x08timeZone"L\n\x17GetAvailabilityResponse\x121\n\x05slots\x18\x01 \x03(\x0b2\x1b.apptremind.booking.v1.SlotR\x05slots"\x94\x02\n\x16BookAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x129\n\nstart_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x12;\n\x08customer\x18\x05 \x01(\x0b2\x1f.apptremind.booking.v1.CustomerR\x08customer\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey"\xa9\x01\n\x17BookAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment\x12,\n\x12self_service_token\x18\x02 \x01(\tR\x10selfServiceToken\x12\x1a\n\x08replayed\x18\x03 \x01(\x08R\x08replayed"\xcf\x01\n\x1cRescheduleAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x129\n\nstart_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x12,\n\x12self_service_token\x18\x04 \x01(\tR\x10selfServiceToken"e\n\x1dRescheduleAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xa8\x01\n\x18CancelAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12,\n\x12self_service_token\x18\x04 \x01(\tR\x10selfServiceToken"a\n\x19CancelAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"d\n\x1aCompleteAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"c\n\x1bCompleteAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"[\n\x11MarkNoShowRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"Z\n\x12MarkNoShowResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xc1\x02\n\x17ListAppointmentsRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x127\n\tfrom_time\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08fromTime\x123\n\x07to_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06toTime\x12\x19\n\x08staff_id\x18\x04 \x01(\tR\x07staffId\x12@\n\x06status\x18\x05 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status\x12\x1b\n\tpage_size\x18\x06 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x07 \x01(\tR\tpageToken"\x8a\x01\n\x18ListAppointmentsResponse\x12F\n\x0cappointments\x18\x01 \x03(\x0b2".apptremind.booking.v1.AppointmentR\x0cappointments\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\xb8\x01\n\x11AppointmentStatus\x12 \n\x1eAPPOINTMENT_STATUS_UNSPECIFIED\x12\x1d\n\x19APPOINTMENT_STATUS_BOOKED\x10\x01\x12 \n\x1cAPPOINTMENT_STATUS_CANCELLED\x10\x02\x12 \n\x1cAPPOINTMENT_STATUS_COMPLETED\x10\x03\x12\x1e\n\x1aAPPOINTMENT_STATUS_NO_SHOW\x10\x042\xb6\x07\n\x0eBookingService\x12m\n\x0eGetAppointment\x12,.apptremind.booking.v1.GetAppointmentRequest\x1a-.apptremind.booking.v1.GetAppointmentResponse\x12p\n\x0fGetAvailability\x12-.apptremind.booking.v1.GetAvailabilityRequest\x1a..apptremind.booking.v1.GetAvailabilityResponse\x12p\n\x0fBookAppointment\x12-.apptremind.booking.v1.BookAppointmentRequest\x1a..apptremind.booking.v1.BookAppointmentResponse\x12\x82\x01\n\x15RescheduleAppointment\x123.apptremind.booking.v1.RescheduleAppointmentRequest\x1a4.apptremind.booking.v1.RescheduleAppointmentResponse\x12v\n\x11CancelAppointment\x12/.apptremind.booking.v1.CancelAppointmentRequest\x1a0.apptremind.booking.v1.CancelAppointmentResponse\x12|\n\x13CompleteAppointment\x121.apptremind.booking.v1.CompleteAppointmentRequest\x1a2.apptremind.booking.v1.CompleteAppointmentResponse\x12a\n\nMarkNoShow\x12(.apptremind.booking.v1.MarkNoShowRequest\x1a).apptremind.booking.v1.MarkNoShowResponse\x12s\n\x10ListAppointments\x12..apptremind.booking.v1.ListAppointmentsRequest\x1a/.apptremind.booking.v1.ListAppointmentsResponseb\x06proto3'
+    b'\n#apptremind/booking/v1/booking.proto\x12\x15apptremind.booking.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\x7f\n\x08Customer\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12\x14\n\x05phone\x18\x03 \x01(\tR\x05phone\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale"\xfa\x03\n\x0bAppointment\x12%\n\x0eappointment_id\x18\x01 \x01(\tR\rappointmentId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12@\n\x06status\x18\x07 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status\x12;\n\x08customer\x18\x08 \x01(\x0b2\x1f.apptremind.booking.v1.CustomerR\x08customer\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n\x0cconfirmed_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt"\xb4\x01\n\x04Slot\x129\n\nstart_time\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1f\n\x0blocal_start\x18\x04 \x01(\tR\nlocalStart"_\n\x15GetAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"^\n\x16GetAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xfe\x01\n\x16GetAvailabilityRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x127\n\tfrom_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08fromTime\x123\n\x07to_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06toTime\x12\x1b\n\ttime_zone\x18\x06 \x01(\tR\x08timeZone"L\n\x17GetAvailabilityResponse\x121\n\x05slots\x18\x01 \x03(\x0b2\x1b.apptremind.booking.v1.SlotR\x05slots"\x94\x02\n\x16BookAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x129\n\nstart_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x12;\n\x08customer\x18\x05 \x01(\x0b2\x1f.apptremind.booking.v1.CustomerR\x08customer\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey"\xa9\x01\n\x17BookAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment\x12,\n\x12self_service_token\x18\x02 \x01(\tR\x10selfServiceToken\x12\x1a\n\x08replayed\x18\x03 \x01(\x08R\x08replayed"\xcf\x01\n\x1cRescheduleAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x129\n\nstart_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x12,\n\x12self_service_token\x18\x04 \x01(\tR\x10selfServiceToken"e\n\x1dRescheduleAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xa8\x01\n\x18CancelAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12,\n\x12self_service_token\x18\x04 \x01(\tR\x10selfServiceToken"a\n\x19CancelAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"d\n\x1aCompleteAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"c\n\x1bCompleteAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"[\n\x11MarkNoShowRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"Z\n\x12MarkNoShowResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xc1\x02\n\x17ListAppointmentsRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x127\n\tfrom_time\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08fromTime\x123\n\x07to_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06toTime\x12\x19\n\x08staff_id\x18\x04 \x01(\tR\x07staffId\x12@\n\x06status\x18\x05 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status\x12\x1b\n\tpage_size\x18\x06 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x07 \x01(\tR\tpageToken"\x8a\x01\n\x18ListAppointmentsResponse\x12F\n\x0cappointments\x18\x01 \x03(\x0b2".apptremind.booking.v1.AppointmentR\x0cappointments\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x91\x01\n\x19ConfirmAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12,\n\x12self_service_token\x18\x03 \x01(\tR\x10selfServiceToken"b\n\x1aConfirmAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"q\n\x18GetReminderStatusRequest\x12,\n\x12self_service_token\x18\x01 \x01(\tR\x10selfServiceToken\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey"{\n\x19GetReminderStatusResponse\x12\x18\n\x07current\x18\x01 \x01(\x08R\x07current\x12D\n\x0bappointment\x18\x02 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment*\xb8\x01\n\x11AppointmentStatus\x12 \n\x1eAPPOINTMENT_STATUS_UNSPECIFIED\x12\x1d\n\x19APPOINTMENT_STATUS_BOOKED\x10\x01\x12 \n\x1cAPPOINTMENT_STATUS_CANCELLED\x10\x02\x12 \n\x1cAPPOINTMENT_STATUS_COMPLETED\x10\x03\x12\x1e\n\x1aAPPOINTMENT_STATUS_NO_SHOW\x10\x042\xa9\t\n\x0eBookingService\x12m\n\x0eGetAppointment\x12,.apptremind.booking.v1.GetAppointmentRequest\x1a-.apptremind.booking.v1.GetAppointmentResponse\x12p\n\x0fGetAvailability\x12-.apptremind.booking.v1.GetAvailabilityRequest\x1a..apptremind.booking.v1.GetAvailabilityResponse\x12p\n\x0fBookAppointment\x12-.apptremind.booking.v1.BookAppointmentRequest\x1a..apptremind.booking.v1.BookAppointmentResponse\x12\x82\x01\n\x15RescheduleAppointment\x123.apptremind.booking.v1.RescheduleAppointmentRequest\x1a4.apptremind.booking.v1.RescheduleAppointmentResponse\x12v\n\x11CancelAppointment\x12/.apptremind.booking.v1.CancelAppointmentRequest\x1a0.apptremind.booking.v1.CancelAppointmentResponse\x12|\n\x13CompleteAppointment\x121.apptremind.booking.v1.CompleteAppointmentRequest\x1a2.apptremind.booking.v1.CompleteAppointmentResponse\x12a\n\nMarkNoShow\x12(.apptremind.booking.v1.MarkNoShowRequest\x1a).apptremind.booking.v1.MarkNoShowResponse\x12s\n\x10ListAppointments\x12..apptremind.booking.v1.ListAppointmentsRequest\x1a/.apptremind.booking.v1.ListAppointmentsResponse\x12y\n\x12ConfirmAppointment\x120.apptremind.booking.v1.ConfirmAppointmentRequest\x1a1.apptremind.booking.v1.ConfirmAppointmentResponse\x12v\n\x11GetReminderStatus\x12/.apptremind.booking.v1.GetReminderStatusRequest\x1a0.apptremind.booking.v1.GetReminderStatusResponseb\x06proto3'
 )

@@ -55,6 +55,22 @@ class AppointmentBooked(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True
     )
 
+    customer_email: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+    """
+    Where the booking confirmation goes; empty when the customer gave none.
+    """
+
+    customer_phone: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+
+    template_data: "dict[str, str]" = betterproto2.field(
+        9,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+    )
+    """
+    The same wording data a reminder carries (see ReminderRequested.template_data).
+    """
+
 
 default_message_pool.register_message("apptremind.events.booking.v1", "AppointmentBooked", AppointmentBooked)
 
@@ -164,6 +180,16 @@ class AppointmentRescheduled(betterproto2.Message):
         6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ____google__protobuf__.Timestamp, optional=True
     )
 
+    customer_email: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+    customer_phone: "str" = betterproto2.field(8, betterproto2.TYPE_STRING)
+
+    template_data: "dict[str, str]" = betterproto2.field(
+        9,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+    )
+
 
 default_message_pool.register_message(
     "apptremind.events.booking.v1", "AppointmentRescheduled", AppointmentRescheduled
@@ -228,6 +254,13 @@ class ReminderRequested(betterproto2.Message):
         betterproto2.TYPE_MAP,
         map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
     )
+    """
+    Wording and links for the message: business_name, service_name, staff_name, customer_name,
+    start_time / end_time (RFC 3339, UTC), local_start (ISO 8601 in the customer's zone),
+    business_time_zone, customer_time_zone, locale, quiet_hours_start / quiet_hours_end ("HH:MM" in the
+    business's zone, both empty when none), appointment_id, and manage_token (the customer's
+    self-service token: cancel/reschedule links, and the pre-send GetReminderStatus check).
+    """
 
     idempotency_key: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
     """
@@ -242,5 +275,5 @@ from .....google import protobuf as ____google__protobuf__
 from ....common import v1 as ___common__v1__
 
 APPTREMIND_EVENTS_BOOKING_V1_BOOKING_EVENTS_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n1apptremind/events/booking/v1/booking_events.proto\x12\x1capptremind.events.booking.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\x87\x02\n\x11AppointmentBooked\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime"\xbd\x03\n\x11ReminderRequested\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x127\n\tremind_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08remindAt\x127\n\x07channel\x18\x04 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x1c\n\trecipient\x18\x05 \x01(\tR\trecipient\x12f\n\rtemplate_data\x18\x06 \x03(\x0b2A.apptremind.events.booking.v1.ReminderRequested.TemplateDataEntryR\x0ctemplateData\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\x84\x01\n\x11ReminderCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey"\xb9\x02\n\x16AppointmentRescheduled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12J\n\x13previous_start_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x11previousStartTime\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime"\x99\x01\n\x14AppointmentCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12!\n\x0ccancelled_by\x18\x03 \x01(\tR\x0bcancelledBy\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason"^\n\x14AppointmentCompleted\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"[\n\x11AppointmentNoShow\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentIdb\x06proto3'
+    b'\n1apptremind/events/booking/v1/booking_events.proto\x12\x1capptremind.events.booking.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xfe\x03\n\x11AppointmentBooked\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12%\n\x0ecustomer_email\x18\x07 \x01(\tR\rcustomerEmail\x12%\n\x0ecustomer_phone\x18\x08 \x01(\tR\rcustomerPhone\x12f\n\rtemplate_data\x18\t \x03(\x0b2A.apptremind.events.booking.v1.AppointmentBooked.TemplateDataEntryR\x0ctemplateData\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xbd\x03\n\x11ReminderRequested\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x127\n\tremind_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08remindAt\x127\n\x07channel\x18\x04 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x1c\n\trecipient\x18\x05 \x01(\tR\trecipient\x12f\n\rtemplate_data\x18\x06 \x03(\x0b2A.apptremind.events.booking.v1.ReminderRequested.TemplateDataEntryR\x0ctemplateData\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\x84\x01\n\x11ReminderCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey"\xb5\x04\n\x16AppointmentRescheduled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12J\n\x13previous_start_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x11previousStartTime\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12%\n\x0ecustomer_email\x18\x07 \x01(\tR\rcustomerEmail\x12%\n\x0ecustomer_phone\x18\x08 \x01(\tR\rcustomerPhone\x12k\n\rtemplate_data\x18\t \x03(\x0b2F.apptremind.events.booking.v1.AppointmentRescheduled.TemplateDataEntryR\x0ctemplateData\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\x99\x01\n\x14AppointmentCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12!\n\x0ccancelled_by\x18\x03 \x01(\tR\x0bcancelledBy\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason"^\n\x14AppointmentCompleted\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"[\n\x11AppointmentNoShow\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentIdb\x06proto3'
 )

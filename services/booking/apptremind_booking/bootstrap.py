@@ -8,13 +8,18 @@ from pathlib import Path
 from psycopg_pool import AsyncConnectionPool
 
 from apptremind_platform import service as platform_service
+from apptremind_platform.background import BackgroundTask, periodic
 from apptremind_platform.clock import Clock, SystemClock
+from apptremind_platform.db import unit_of_work
 from apptremind_platform.processing import MessageProcessor
 from apptremind_platform.settings import ServiceSettings
 
-from . import events
+from . import events, repository
 from .grpc import SERVICE, BookingServiceServicer
 from .settings import BookingSettings
+
+# Expired keys are already ignored by lookups; pruning only keeps the table small.
+PRUNE_INTERVAL_S = 3600.0
 
 
 def read_model_processor(pool: AsyncConnectionPool, settings: ServiceSettings) -> MessageProcessor:
@@ -30,11 +35,19 @@ def build_spec(clock: Clock | None = None, token_secret: str | None = None) -> p
         secret = token_secret or BookingSettings().booking_token_secret
         return [(BookingServiceServicer(pool, used_clock, secret), SERVICE)]
 
+    def prune_idempotency_keys(pool: AsyncConnectionPool, settings: ServiceSettings) -> BackgroundTask:
+        async def prune() -> int:
+            async with unit_of_work(pool) as conn:
+                return await repository.prune_idempotency_keys(conn, used_clock.now())
+
+        return periodic("prune_idempotency_keys", PRUNE_INTERVAL_S, prune)
+
     return platform_service.ServiceSpec(
         name="booking",
         servicers=servicers,
         sql_dir=Path(__file__).parent / "sql",
         processors=(read_model_processor,),
+        background=(prune_idempotency_keys,),
     )
 
 

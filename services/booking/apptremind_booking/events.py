@@ -210,7 +210,7 @@ def read_model_processor(pool: AsyncConnectionPool) -> MessageProcessor:
 # --- published -------------------------------------------------------------------------------------------
 
 
-def appointment_booked(a: repository.AppointmentRow) -> Event:
+def appointment_booked(a: repository.AppointmentRow, template_data: dict[str, str]) -> Event:
     return Event(
         APPOINTMENT_BOOKED,
         str(a.business_id),
@@ -221,12 +221,17 @@ def appointment_booked(a: repository.AppointmentRow) -> Event:
             service_id=str(a.service_id),
             start_time=a.start_time,
             end_time=a.end_time,
+            customer_email=a.customer_email,
+            customer_phone=a.customer_phone,
+            template_data=template_data,
         ),
         subject=str(a.appointment_id),
     )
 
 
-def appointment_rescheduled(a: repository.AppointmentRow, previous_start: dt.datetime) -> Event:
+def appointment_rescheduled(
+    a: repository.AppointmentRow, previous_start: dt.datetime, template_data: dict[str, str]
+) -> Event:
     return Event(
         APPOINTMENT_RESCHEDULED,
         str(a.business_id),
@@ -237,6 +242,9 @@ def appointment_rescheduled(a: repository.AppointmentRow, previous_start: dt.dat
             previous_start_time=previous_start,
             start_time=a.start_time,
             end_time=a.end_time,
+            customer_email=a.customer_email,
+            customer_phone=a.customer_phone,
+            template_data=template_data,
         ),
         subject=str(a.appointment_id),
     )

@@ -51,6 +51,7 @@ def appointment(a: AppointmentRow) -> pb.Appointment:
             locale=a.customer_locale,
         ),
         created_at=a.created_at,
+        confirmed_at=a.confirmed_at,
     )
 
 
@@ -141,8 +142,30 @@ class BookingServiceServicer:
             request.business_id, request.appointment_id, request.self_service_token
         )
         async with unit_of_work(self._pool) as conn:
-            done = await service.reschedule(conn, bid, aid, request.start_time, self._clock.now())
+            done = await service.reschedule(
+                conn, bid, aid, request.start_time, self._clock.now(), self._secret
+            )
         return pb.RescheduleAppointmentResponse(appointment=appointment(done))
+
+    async def confirm_appointment(
+        self, request: pb.ConfirmAppointmentRequest, context: Context
+    ) -> pb.ConfirmAppointmentResponse:
+        bid, aid, _ = self._customer_or_member(
+            request.business_id, request.appointment_id, request.self_service_token
+        )
+        async with unit_of_work(self._pool) as conn:
+            done = await service.confirm(conn, bid, aid, self._clock.now())
+        return pb.ConfirmAppointmentResponse(appointment=appointment(done))
+
+    async def get_reminder_status(
+        self, request: pb.GetReminderStatusRequest, context: Context
+    ) -> pb.GetReminderStatusResponse:
+        # The self-service token is the capability: the notification pipeline holds it from the reminder's
+        # template data and acts for no user.
+        bid, aid = tokens.verify(self._secret, request.self_service_token, self._clock.now())
+        async with unit_of_work(self._pool) as conn:
+            current, found = await service.reminder_status(conn, bid, aid, request.idempotency_key)
+        return pb.GetReminderStatusResponse(current=current, appointment=appointment(found))
 
     async def complete_appointment(
         self, request: pb.CompleteAppointmentRequest, context: Context

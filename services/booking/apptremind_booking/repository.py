@@ -60,6 +60,7 @@ class AppointmentRow:
     customer_time_zone: str
     customer_locale: str
     created_at: dt.datetime
+    confirmed_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,14 +277,15 @@ async def reminder_policy(conn: Conn, business_id: uuid.UUID) -> PolicyRow | Non
 
 _APPOINTMENT_COLUMNS = (
     "business_id, appointment_id, staff_id, service_id, start_time, end_time, status, customer_name, "
-    "customer_email, customer_phone, customer_time_zone, customer_locale, created_at"
+    "customer_email, customer_phone, customer_time_zone, customer_locale, created_at, confirmed_at"
 )
+_INSERT_COLUMNS = _APPOINTMENT_COLUMNS.removesuffix(", confirmed_at")
 
 
 async def insert_appointment(conn: Conn, a: AppointmentRow, padded: tuple[dt.datetime, dt.datetime]) -> None:
     """Raises psycopg.errors.ExclusionViolation when the staff member is already booked for that range."""
     await conn.execute(
-        f"INSERT INTO appointment ({_APPOINTMENT_COLUMNS}, padded, updated_at) "
+        f"INSERT INTO appointment ({_INSERT_COLUMNS}, padded, updated_at) "
         "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             a.business_id,
@@ -326,6 +328,15 @@ async def set_status(
     )
 
 
+async def set_confirmed(
+    conn: Conn, business_id: uuid.UUID, appointment_id: uuid.UUID, now: dt.datetime
+) -> None:
+    await conn.execute(
+        "UPDATE appointment SET confirmed_at = %s, updated_at = %s WHERE business_id = %s AND appointment_id = %s",
+        (now, now, business_id, appointment_id),
+    )
+
+
 async def set_times(
     conn: Conn,
     business_id: uuid.UUID,
@@ -337,7 +348,8 @@ async def set_times(
 ) -> None:
     """Raises psycopg.errors.ExclusionViolation when the new range collides with another booking."""
     await conn.execute(
-        "UPDATE appointment SET start_time = %s, end_time = %s, padded = %s, updated_at = %s "
+        # A moved appointment needs confirming again.
+        "UPDATE appointment SET start_time = %s, end_time = %s, padded = %s, updated_at = %s, confirmed_at = NULL "
         "WHERE business_id = %s AND appointment_id = %s",
         (start, end, Range(padded[0], padded[1], "[)"), now, business_id, appointment_id),
     )
@@ -449,6 +461,16 @@ async def reminders(conn: Conn, business_id: uuid.UUID, appointment_id: uuid.UUI
         (business_id, appointment_id),
     )
     return [ReminderRow(*row) for row in await cur.fetchall()]
+
+
+async def has_reminder(
+    conn: Conn, business_id: uuid.UUID, appointment_id: uuid.UUID, idempotency_key: str
+) -> bool:
+    cur = await conn.execute(
+        "SELECT 1 FROM reminder WHERE business_id = %s AND appointment_id = %s AND idempotency_key = %s",
+        (business_id, appointment_id, idempotency_key),
+    )
+    return await cur.fetchone() is not None
 
 
 async def add_reminders(

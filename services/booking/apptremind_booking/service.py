@@ -300,16 +300,16 @@ async def book(
     except psycopg.errors.ExclusionViolation:
         # Raising rolls the whole transaction back: the idempotency key is not spent on a failed booking.
         raise AlreadyExists("slot_taken", "this slot was just taken") from None
-    await events.publish(conn, events.appointment_booked(appointment))
-    plan = await _plan(conn, catalog, appointment, now)
-    await _request(conn, catalog, appointment, plan)
+    policy = await repository.reminder_policy(conn, bid)
+    data = wording(catalog, appointment, policy, secret)
+    await events.publish(conn, events.appointment_booked(appointment, data))
+    await _request(conn, appointment, _plan(catalog, appointment, policy, now), data)
     return Booked(appointment, _token(secret, appointment), replayed=False)
 
 
-async def _plan(
-    conn: Conn, catalog: _Catalog, a: AppointmentRow, now: dt.datetime
+def _plan(
+    catalog: _Catalog, a: AppointmentRow, row: repository.PolicyRow | None, now: dt.datetime
 ) -> list[reminders.PlannedReminder]:
-    row = await repository.reminder_policy(conn, a.business_id)
     if row is None:
         return []
     channels: list[reminders.Channel] = []
@@ -338,17 +338,37 @@ def _recipients(a: AppointmentRow) -> dict[str, str]:
     return {"email": a.customer_email, "sms": a.customer_phone}
 
 
-async def _request(
-    conn: Conn, catalog: _Catalog, a: AppointmentRow, plan: list[reminders.PlannedReminder]
-) -> None:
-    template_data = {
+def wording(
+    catalog: _Catalog, a: AppointmentRow, policy: repository.PolicyRow | None, secret: str
+) -> dict[str, str]:
+    """What a message about this appointment needs (documented on ReminderRequested.template_data)."""
+    data = {
+        "appointment_id": str(a.appointment_id),
         "service_name": catalog.service.name,
         "staff_name": catalog.staff_names.get(str(a.staff_id), ""),
-        "local_start": a.start_time.astimezone(ZoneInfo(a.customer_time_zone)).isoformat(),
         "customer_name": a.customer_name,
+        "start_time": a.start_time.astimezone(dt.UTC).isoformat(),
+        "end_time": a.end_time.astimezone(dt.UTC).isoformat(),
+        "local_start": a.start_time.astimezone(ZoneInfo(a.customer_time_zone)).isoformat(),
+        "business_time_zone": catalog.business.time_zone,
+        "customer_time_zone": a.customer_time_zone,
+        "locale": a.customer_locale,
+        "quiet_hours_start": _hhmm(policy.quiet_start if policy else None),
+        "quiet_hours_end": _hhmm(policy.quiet_end if policy else None),
+        "manage_token": _token(secret, a),
     }
     if catalog.business.name:
-        template_data["business_name"] = catalog.business.name
+        data["business_name"] = catalog.business.name
+    return data
+
+
+def _hhmm(value: dt.time | None) -> str:
+    return value.strftime("%H:%M") if value is not None else ""
+
+
+async def _request(
+    conn: Conn, a: AppointmentRow, plan: list[reminders.PlannedReminder], template_data: dict[str, str]
+) -> None:
     recipients = _recipients(a)
     for r in plan:
         await events.publish(
@@ -413,7 +433,12 @@ async def cancel(
 
 
 async def reschedule(
-    conn: Conn, business_id: uuid.UUID, appointment_id: str, start: dt.datetime | None, now: dt.datetime
+    conn: Conn,
+    business_id: uuid.UUID,
+    appointment_id: str,
+    start: dt.datetime | None,
+    now: dt.datetime,
+    secret: str,
 ) -> AppointmentRow:
     start_time = _instant(start, "start_time")
     a = await _locked(conn, business_id, appointment_id)
@@ -427,8 +452,10 @@ async def reschedule(
         )
     except psycopg.errors.ExclusionViolation:
         raise AlreadyExists("slot_taken", "this slot was just taken") from None
-    updated = _replace(a, start_time=slot.start, end_time=slot.end)
-    await events.publish(conn, events.appointment_rescheduled(updated, a.start_time))
+    updated = _replace(a, start_time=slot.start, end_time=slot.end, confirmed_at=None)
+    policy = await repository.reminder_policy(conn, business_id)
+    data = wording(catalog, updated, policy, secret)
+    await events.publish(conn, events.appointment_rescheduled(updated, a.start_time, data))
 
     old_rows = await repository.reminders(conn, business_id, a.appointment_id)
     old = [
@@ -437,7 +464,7 @@ async def reschedule(
         )
         for r in old_rows
     ]
-    new = await _plan(conn, catalog, updated, now)
+    new = _plan(catalog, updated, policy, now)
     to_cancel, to_request = reminders.diff_plans(old, new)
     for r in to_cancel:
         if r.remind_at > now:
@@ -445,7 +472,7 @@ async def reschedule(
     await repository.remove_reminders(
         conn, business_id, a.appointment_id, [r.idempotency_key for r in to_cancel]
     )
-    await _request(conn, catalog, updated, to_request)
+    await _request(conn, updated, to_request, data)
     return updated
 
 
@@ -469,6 +496,33 @@ async def mark_no_show(
     updated = _replace(a, status="no_show")
     await events.publish(conn, events.appointment_no_show(updated))
     return updated
+
+
+async def confirm(
+    conn: Conn, business_id: uuid.UUID, appointment_id: str, now: dt.datetime
+) -> AppointmentRow:
+    a = await _locked(conn, business_id, appointment_id)
+    _require_booked(a, "confirmed")
+    if a.confirmed_at is not None:
+        return a  # a second "C" changes nothing
+    await repository.set_confirmed(conn, business_id, a.appointment_id, now)
+    return _replace(a, confirmed_at=now)
+
+
+async def reminder_status(
+    conn: Conn, business_id: uuid.UUID, appointment_id: uuid.UUID, idempotency_key: str
+) -> tuple[bool, AppointmentRow]:
+    """Whether the reminder is still wanted: read under the appointment's row lock, so an in-flight cancel or
+    reschedule of this appointment commits first and wins."""
+    if not idempotency_key.strip():
+        raise InvalidArgument("idempotency_key_required", "the reminder's idempotency key is required")
+    found = await repository.get_appointment(conn, business_id, appointment_id, for_update=True)
+    if found is None:
+        raise NotFound("appointment_not_found", "no such appointment")
+    current = found.status == "booked" and await repository.has_reminder(
+        conn, business_id, appointment_id, idempotency_key
+    )
+    return current, found
 
 
 def _replace(a: AppointmentRow, **changes: object) -> AppointmentRow:

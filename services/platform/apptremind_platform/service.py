@@ -14,6 +14,7 @@ from pathlib import Path
 from psycopg_pool import AsyncConnectionPool
 
 from .access_tokens import JwksSource, TokenVerifier, remote_jwks
+from .background import BackgroundTask
 from .consumer import KafkaConsumerRunner
 from .db import open_pool
 from .logs import configure_logging, get_logger
@@ -27,6 +28,7 @@ log = get_logger(__name__)
 ServicerFactory = Callable[[AsyncConnectionPool, ServiceSettings], Sequence[tuple[object, str]]]
 ProcessorFactory = Callable[[AsyncConnectionPool, ServiceSettings], MessageProcessor]
 JwksFactory = Callable[[AsyncConnectionPool, ServiceSettings], JwksSource]
+BackgroundFactory = Callable[[AsyncConnectionPool, ServiceSettings], BackgroundTask]
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class ServiceSpec:
     processors: Sequence[ProcessorFactory] = field(default_factory=tuple)
     # Where signing keys come from; by default the auth-service over gRPC (auth-service reads its own).
     jwks: JwksFactory | None = None
+    # Housekeeping and workers that run for the life of the process (see background.py).
+    background: Sequence[BackgroundFactory] = field(default_factory=tuple)
 
 
 class ServiceRuntime:
@@ -48,9 +52,9 @@ class ServiceRuntime:
         self._jwks = jwks
         self.pool: AsyncConnectionPool | None = None
         self.server: GrpcServer | None = None
-        self._stop_consumers = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.consumers: list[KafkaConsumerRunner] = []
-        self._consumer_tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         settings, spec = self.settings, self.spec
@@ -73,9 +77,13 @@ class ServiceRuntime:
             )
             for make in spec.processors
         ]
-        self._consumer_tasks = [
-            asyncio.create_task(c.run(self._stop_consumers), name=f"{spec.name}-consumer-{i}")
+        self._tasks = [
+            asyncio.create_task(c.run(self._stopping), name=f"{spec.name}-consumer-{i}")
             for i, c in enumerate(self.consumers)
+        ]
+        self._tasks += [
+            asyncio.create_task(make(pool, settings)(self._stopping), name=f"{spec.name}-background-{i}")
+            for i, make in enumerate(spec.background)
         ]
 
     async def consumers_assigned(self, timeout_s: float = 60.0) -> None:
@@ -88,10 +96,10 @@ class ServiceRuntime:
         return self.server.port
 
     async def stop(self, grace: float | None = None) -> None:
-        self._stop_consumers.set()
+        self._stopping.set()
         if self.server is not None:
             await self.server.stop(grace)
-        await asyncio.gather(*self._consumer_tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.pool is not None:
             await self.pool.close()
         log.info("service_stopped")

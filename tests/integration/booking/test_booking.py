@@ -37,6 +37,23 @@ async def test_booking_writes_the_appointment_its_event_and_the_planned_reminder
     assert response.self_service_token
 
     assert harness.topics(tenant.business_id) == [events.APPOINTMENT_BOOKED] + [events.REMINDER_REQUESTED] * 4
+    requested = harness.events(events.REMINDER_REQUESTED, tenant.business_id)
+    wording = {
+        "appointment_id": aid,
+        "service_name": "Cut",
+        "staff_name": "Sam 0",
+        "customer_name": "Kim",
+        "start_time": "2030-06-05T08:00:00+00:00",
+        "end_time": "2030-06-05T08:30:00+00:00",
+        "local_start": "2030-06-05T09:00:00+01:00",  # the customer's zone, Europe/London
+        "business_time_zone": "Europe/Berlin",
+        "customer_time_zone": "Europe/London",
+        "locale": "en-GB",
+        "quiet_hours_start": "21:00",
+        "quiet_hours_end": "08:00",
+        "manage_token": response.self_service_token,
+        "business_name": "Hair by Ana",
+    }
     [booked] = harness.events(events.APPOINTMENT_BOOKED, tenant.business_id)
     assert booked == ev.AppointmentBooked(
         business_id=tenant.business_id,
@@ -45,8 +62,10 @@ async def test_booking_writes_the_appointment_its_event_and_the_planned_reminder
         service_id=tenant.service_id,
         start_time=START,
         end_time=START + dt.timedelta(minutes=30),
+        customer_email="kim@example.com",
+        customer_phone="+4915112345678",
+        template_data=wording,
     )
-    requested = harness.events(events.REMINDER_REQUESTED, tenant.business_id)
     # 24 h before (10:00 local), and 2 h before: 08:00 local, exactly when quiet hours (21:00-08:00) end.
     assert [(r.idempotency_key, r.channel, r.recipient) for r in requested] == [
         (f"{aid}|2030-06-04T08:00:00Z|email", Channel.EMAIL, "kim@example.com"),
@@ -55,13 +74,7 @@ async def test_booking_writes_the_appointment_its_event_and_the_planned_reminder
         (f"{aid}|2030-06-05T06:00:00Z|sms", Channel.SMS, "+4915112345678"),
     ]
     assert requested[0].remind_at == utc(2030, 6, 4, 8)
-    assert requested[0].template_data == {
-        "service_name": "Cut",
-        "staff_name": "Sam 0",
-        "local_start": "2030-06-05T09:00:00+01:00",  # the customer's zone, Europe/London
-        "customer_name": "Kim",
-        "business_name": "Hair by Ana",
-    }
+    assert all(r.template_data == wording for r in requested)
     rows = harness.db.execute(
         "SELECT idempotency_key FROM reminder WHERE business_id = %s ORDER BY 1", (tenant.business_id,)
     )

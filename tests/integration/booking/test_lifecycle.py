@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from zoneinfo import ZoneInfo
 
 import grpc
 
@@ -82,16 +83,21 @@ async def test_reschedule_cancels_only_removed_and_requests_only_new_reminders(h
         new_start,
         new_start + dt.timedelta(minutes=30),
     )
-    assert harness.events(events.APPOINTMENT_RESCHEDULED, tenant.business_id) == [
-        ev.AppointmentRescheduled(
-            business_id=tenant.business_id,
-            appointment_id=aid,
-            staff_id=tenant.staff_ids[0],
-            previous_start_time=NINE,
-            start_time=new_start,
-            end_time=new_start + dt.timedelta(minutes=30),
-        )
-    ]
+    [moved] = harness.events(events.APPOINTMENT_RESCHEDULED, tenant.business_id)
+    assert moved == ev.AppointmentRescheduled(
+        business_id=tenant.business_id,
+        appointment_id=aid,
+        staff_id=tenant.staff_ids[0],
+        previous_start_time=NINE,
+        start_time=new_start,
+        end_time=new_start + dt.timedelta(minutes=30),
+        customer_email="kim@example.com",
+        customer_phone="+4915112345678",
+        template_data=moved.template_data,
+    )
+    # The wording follows the appointment to its new time.
+    assert moved.template_data["start_time"] == new_start.isoformat()
+    assert moved.template_data["local_start"] == new_start.astimezone(ZoneInfo("Europe/London")).isoformat()
     assert keys_of(harness, events.REMINDER_CANCELLED, tenant.business_id) == [
         f"{aid}|2030-06-04T07:00:00Z|email",
         f"{aid}|2030-06-04T07:00:00Z|sms",

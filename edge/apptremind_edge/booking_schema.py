@@ -63,6 +63,7 @@ class Appointment:
     end_time: dt.datetime | None
     status: AppointmentStatus
     customer: Customer | None
+    confirmed_at: dt.datetime | None = None
 
     @classmethod
     def of(cls, a: booking.Appointment | None) -> Appointment:
@@ -79,6 +80,7 @@ class Appointment:
             customer=Customer(name=c.name, email=c.email, phone=c.phone, time_zone=c.time_zone)
             if c
             else None,
+            confirmed_at=a.confirmed_at,
         )
 
 
@@ -278,6 +280,27 @@ class BookingMutation:
                 self_service_token=token or "",
             ),
             booking.RescheduleAppointmentResponse,
+        )
+        return Appointment.of(response.appointment)
+
+    @strawberry.mutation
+    async def confirm_appointment(
+        self,
+        info: Info,
+        token: str | None = None,
+        business_id: strawberry.ID | None = None,
+        appointment_id: strawberry.ID | None = None,
+    ) -> Appointment:
+        """The customer confirms they will come (the link in a reminder), or a member records it for them."""
+        response = await info.context.call(
+            "booking",
+            "ConfirmAppointment",
+            booking.ConfirmAppointmentRequest(
+                business_id=business_id or "",
+                appointment_id=appointment_id or "",
+                self_service_token=token or "",
+            ),
+            booking.ConfirmAppointmentResponse,
         )
         return Appointment.of(response.appointment)
 

@@ -156,3 +156,184 @@ async def test_public_booking_is_rate_limited_per_ip(postgres: PostgresServer, k
         query = 'query { availability(businessSlug: "nobody", serviceId: "x", from: "2027-01-01T00:00:00Z", to: "2027-01-02T00:00:00Z", timeZone: "UTC") { localStart } }'
         codes = [(await platform.gql(query))["errors"][0]["extensions"]["code"] for _ in range(4)]
     assert codes == ["NOT_FOUND", "NOT_FOUND", "NOT_FOUND", "RATE_LIMITED"]
+
+
+DAY = """query($b: ID!, $from: DateTime!, $to: DateTime!, $status: AppointmentStatus, $after: String) {
+  appointments(businessId: $b, from: $from, to: $to, status: $status, first: 2, after: $after) {
+    nodes { id status startTime confirmedAt customer { name } } pageInfo { hasNextPage endCursor } } }"""
+
+
+async def day_view(
+    platform: Platform, owner: dict[str, Any], status: str | None = None
+) -> list[dict[str, Any]]:
+    """Every appointment of the test window, following the cursor two at a time."""
+    frm, _ = window()
+    to = (dt.datetime.fromisoformat(frm) + dt.timedelta(days=3)).isoformat()
+    nodes: list[dict[str, Any]] = []
+    after = None
+    while True:
+        page = (
+            await platform.ok(
+                DAY,
+                owner["token"],
+                b=owner["business_id"],
+                to=to,
+                status=status,
+                after=after,
+                **{"from": frm},
+            )
+        )["appointments"]
+        nodes += page["nodes"]
+        if not page["pageInfo"]["hasNextPage"]:
+            return nodes
+        after = page["pageInfo"]["endCursor"]
+
+
+async def test_the_business_manages_its_day(salon: Any) -> None:
+    platform, owner, service = salon
+    await first_slot(platform, service)  # the read model has caught up
+    frm, to = window()
+    slots = (
+        await platform.ok(
+            AVAILABILITY, slug="booking-salon", service=service, tz="UTC", **{"from": frm, "to": to}
+        )
+    )["availability"]
+    booked = []
+    # Every other slot: the 15 min grid offers overlapping starts for a 30 min service.
+    for i, slot in enumerate(slots[-9::2]):
+        body = await book(platform, service, slot["startTime"], uuid.uuid4().hex, f"day{i}")
+        assert not body.get("errors"), body
+        booked.append(body["data"]["bookAppointment"])
+    ids = [b["appointment"]["id"] for b in booked]
+
+    listed = await day_view(platform, owner)
+    mine = [n for n in listed if n["id"] in ids]
+    assert [n["id"] for n in mine] == ids  # in start order, across pages of two
+    assert [n["startTime"] for n in listed] == sorted(n["startTime"] for n in listed)
+
+    def lifecycle(op: str, aid: str) -> Any:
+        return platform.gql(
+            f"mutation($b: ID!, $a: ID!) {{ {op}(businessId: $b, appointmentId: $a) {{ status }} }}",
+            owner["token"],
+            b=owner["business_id"],
+            a=aid,
+        )
+
+    assert (await lifecycle("completeAppointment", ids[0]))["data"]["completeAppointment"][
+        "status"
+    ] == "COMPLETED"
+    assert (await lifecycle("markNoShow", ids[1]))["data"]["markNoShow"]["status"] == "NO_SHOW"
+    refused = await lifecycle("markNoShow", ids[0])
+    assert refused["errors"][0]["extensions"]["code"] == "FAILED_PRECONDITION"
+    assert refused["errors"][0]["extensions"]["reason"] == "invalid_transition"
+
+    confirmed = await platform.ok(
+        "mutation($t: String!) { confirmAppointment(token: $t) { confirmedAt status } }",
+        t=booked[2]["selfServiceToken"],
+    )
+    assert confirmed["confirmAppointment"]["confirmedAt"] is not None
+
+    assert [n["id"] for n in await day_view(platform, owner, "COMPLETED")] == [ids[0]]
+    assert [n["id"] for n in await day_view(platform, owner, "NO_SHOW")] == [ids[1]]
+    still = {n["id"]: n for n in await day_view(platform, owner, "BOOKED")}
+    assert set(ids[2:]) <= set(still)
+    assert still[ids[2]]["confirmedAt"] is not None and still[ids[3]]["confirmedAt"] is None
+
+    anonymous = await platform.gql(DAY, b=owner["business_id"], to=to, **{"from": frm})
+    assert anonymous["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+FOREIGN_CASES: list[tuple[str, str, str]] = [
+    (
+        "appointments",
+        "query($b: ID!, $f: DateTime!, $t: DateTime!) { appointments(businessId: $b, from: $f, to: $t) { nodes { id } } }",
+        "FORBIDDEN",
+    ),
+    (
+        "completeAppointment",
+        "mutation($b: ID!, $x: ID!) { completeAppointment(businessId: $b, appointmentId: $x) { id } }",
+        "FORBIDDEN",
+    ),
+    (
+        "markNoShow",
+        "mutation($b: ID!, $x: ID!) { markNoShow(businessId: $b, appointmentId: $x) { id } }",
+        "FORBIDDEN",
+    ),
+    (
+        "cancelAppointment",
+        "mutation($b: ID!, $x: ID!) { cancelAppointment(businessId: $b, appointmentId: $x) { id } }",
+        "FORBIDDEN",
+    ),
+    (
+        "confirmAppointment",
+        "mutation($b: ID!, $x: ID!) { confirmAppointment(businessId: $b, appointmentId: $x) { id } }",
+        "FORBIDDEN",
+    ),
+    (
+        "rescheduleAppointment",
+        "mutation($b: ID!, $x: ID!, $s: DateTime!) { rescheduleAppointment(businessId: $b, appointmentId: $x, start: $s) { id } }",
+        "FORBIDDEN",
+    ),
+    # A's own business with B's appointment inside: it does not exist for A.
+    (
+        "completeAppointment(own business)",
+        "mutation($a: ID!, $x: ID!) { completeAppointment(businessId: $a, appointmentId: $x) { id } }",
+        "NOT_FOUND",
+    ),
+    (
+        "markNoShow(own business)",
+        "mutation($a: ID!, $x: ID!) { markNoShow(businessId: $a, appointmentId: $x) { id } }",
+        "NOT_FOUND",
+    ),
+    (
+        "cancelAppointment(own business)",
+        "mutation($a: ID!, $x: ID!) { cancelAppointment(businessId: $a, appointmentId: $x) { id } }",
+        "NOT_FOUND",
+    ),
+    (
+        "confirmAppointment(own business)",
+        "mutation($a: ID!, $x: ID!) { confirmAppointment(businessId: $a, appointmentId: $x) { id } }",
+        "NOT_FOUND",
+    ),
+    (
+        "rescheduleAppointment(own business)",
+        "mutation($a: ID!, $x: ID!, $s: DateTime!) { rescheduleAppointment(businessId: $a, appointmentId: $x, start: $s) { id } }",
+        "NOT_FOUND",
+    ),
+]
+
+
+async def test_another_business_cannot_see_or_move_the_appointments(salon: Any) -> None:
+    platform, owner, service = salon
+    slot = await first_slot(platform, service)
+    body = await book(platform, service, slot["startTime"], uuid.uuid4().hex, "victim")
+    assert not body.get("errors"), body
+    intruder = await sign_up_owner(platform, "booking-intruder")
+    frm, to = window()
+    ids = {
+        "a": intruder["business_id"],
+        "b": owner["business_id"],
+        "x": body["data"]["bookAppointment"]["appointment"]["id"],
+        "s": (dt.datetime.fromisoformat(slot["startTime"]) + dt.timedelta(hours=1)).isoformat(),
+        "f": frm,
+        "t": to,
+    }
+    booking_db = platform.dbs["booking"]
+    before = booking_db.execute("SELECT appointment_id, status, start_time, confirmed_at FROM appointment")
+    # The relay prunes published rows, so count what was ever written: the id sequence.
+    outbox_before = booking_db.execute("SELECT last_value FROM outbox_id_seq")
+    for name, query, code in FOREIGN_CASES:
+        variables = {k: v for k, v in ids.items() if f"${k}" in query}
+        declared = ", ".join(
+            f"${k}: DateTime!" for k in ("f", "t") if f"${k}" in query and f"${k}:" not in query
+        )
+        if declared:
+            query = query.replace("query($b: ID!)", f"query($b: ID!, {declared})")
+        answer = await platform.gql(query, intruder["token"], **variables)
+        assert answer.get("errors"), f"{name} was not refused: {answer}"
+        assert answer["errors"][0]["extensions"]["code"] == code, (name, answer["errors"])
+    assert (
+        booking_db.execute("SELECT appointment_id, status, start_time, confirmed_at FROM appointment")
+        == before
+    )
+    assert booking_db.execute("SELECT last_value FROM outbox_id_seq") == outbox_before

@@ -4,7 +4,7 @@ SHELL := /bin/bash
 export PATH := $(HOME)/.local/bin:$(HOME)/go/bin:$(CURDIR)/.venv/bin:$(PATH)
 UV ?= uv
 PYTEST_ARGS ?=
-MYPY_PACKAGES := $(foreach p,platform auth business booking billing scheduler notification analytics edge devstack,-p apptremind_$(p))
+MYPY_PACKAGES := $(foreach p,platform auth business booking billing scheduler notification analytics edge devstack streams,-p apptremind_$(p))
 
 .PHONY: help uv sync gen check-gen lint test unit up down status bench clean
 

@@ -42,6 +42,7 @@ from .rate_limit import RateLimits
 from .schema import build_schema
 from .settings import EdgeSettings
 from .upstreams import HealthStatus, Upstreams
+from .webhooks import webhook_routes
 
 GRAPHQL_PATH = "/graphql"
 _INFRA_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -258,6 +259,7 @@ def create_app(settings: EdgeSettings | None = None, limits: RateLimits | None =
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
+            *webhook_routes(settings, upstreams),
         ],
         # Listed outermost first: requests refused for size are still counted and logged.
         middleware=[

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The `make up` port of every service (engineering guide §5).
@@ -73,6 +73,11 @@ class EdgeSettings(BaseSettings):
     edge_bookings_per_business_per_minute: int = Field(default=600, gt=0)
     # The in-browser IDE is a development aid, off unless asked for.
     edge_graphiql: bool = False
+    # SMS provider webhooks: the provider account's auth token (Twilio signs callbacks with it; empty refuses
+    # every webhook) and the public base URL the provider posts to, which the signature covers.
+    edge_sms_auth_token: SecretStr = SecretStr("")
+    edge_public_base_url: str = ""
+    edge_webhook_timeout_s: float = Field(default=10.0, gt=0)
     log_level: str = "info"
 
     @field_validator("service_targets", mode="before")

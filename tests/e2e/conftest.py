@@ -21,7 +21,9 @@ from apptremind_devstack.ports import free_port
 from apptremind_devstack.postgres import PostgresServer
 from apptremind_edge.app import create_app
 from apptremind_edge.settings import EdgeSettings
+from apptremind_notification.bootstrap import SPEC as NOTIFICATION
 from apptremind_platform.service import ServiceRuntime, ServiceSpec
+from apptremind_scheduler.bootstrap import SPEC as SCHEDULER
 from tests.fixtures.db import ServiceDb
 from tests.fixtures.relay import running_relay
 from tests.fixtures.services import database_for, settings_for
@@ -31,7 +33,13 @@ class GraphQLError(AssertionError):
     pass
 
 
-SPECS: dict[str, ServiceSpec] = {"auth": AUTH, "business": BUSINESS, "booking": BOOKING}
+SPECS: dict[str, ServiceSpec] = {
+    "auth": AUTH,
+    "business": BUSINESS,
+    "booking": BOOKING,
+    "scheduler": SCHEDULER,
+    "notification": NOTIFICATION,
+}
 
 
 @dataclass
@@ -107,11 +115,12 @@ async def platform_running(
     postgres: PostgresServer,
     kafka: KafkaBroker,
     services: tuple[str, ...] = ("auth", "business"),
+    ports: dict[str, int] | None = None,
     **edge: Any,
 ) -> AsyncIterator[Platform]:
-    """The edge in front of `services` (started in order), every service database with its relay."""
-    dbs = {name: database_for(postgres, SPECS[name]) for name in SPECS}
-    ports = {name: free_port() for name in SPECS}
+    """The edge in front of `services` (started in order), each with its database and its relay."""
+    dbs = {name: database_for(postgres, SPECS[name]) for name in services}
+    ports = ports or {name: free_port() for name in SPECS}
     async with AsyncExitStack() as stack:
         for db in dbs.values():
             stack.enter_context(running_relay(db.dsn, kafka, idle_sleep_s=0.02))

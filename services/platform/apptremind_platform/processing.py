@@ -4,6 +4,11 @@ For each message: continue the producer's trace, decode and check the envelope (
 DLQ), then run the handler in one unit of work with the inbox claim, retrying failures with exponential
 backoff and full jitter; after the last attempt the message goes to `<topic>.dlq` with the error in its
 headers. Dead-lettering is itself an outbox write, so it is as durable as any other event.
+
+A handler whose work cannot share the inbox transaction (sending an e-mail, calling a provider's HTTP API)
+is wrapped in `SideEffect`: its `run` executes outside any transaction, between an inbox check and the inbox
+claim, and must make itself idempotent, since a crash before the claim commits runs it again. A handler
+may raise `Retryable` with a policy of its own (a provider's), which then replaces the processor's.
 """
 
 from __future__ import annotations
@@ -33,6 +38,21 @@ tracer = trace.get_tracer("apptremind.consumer")
 
 DLQ_HEADER_PREFIX = "dlq-"
 Handler = Callable[[Conn, Decoded], Awaitable[None]]
+_SEEN = "SELECT 1 FROM inbox WHERE consumer = %s AND message_id = %s"
+
+
+@dataclass(frozen=True, slots=True)
+class SideEffect:
+    """A handler with an effect outside the database: `run(decoded)` is called outside any transaction
+    (it opens its own), only for a message the inbox has not recorded; then the inbox claim commits,
+    together with `then(conn, decoded)` when given. `run` is retried and dead-lettered like any handler."""
+
+    run: Callable[[Decoded], Awaitable[None]]
+    then: Handler | None = None
+
+
+async def _nothing(conn: Conn, decoded: Decoded) -> None:
+    return None
 
 
 class PermanentError(Exception):
@@ -56,6 +76,15 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
 
 
+class Retryable(Exception):
+    """Raised by a handler for a failure that knows its own retry policy (e.g. the provider that failed
+    has one of its own); other exceptions are retried under the processor's policy."""
+
+    def __init__(self, message: str, policy: RetryPolicy | None = None) -> None:
+        super().__init__(message)
+        self.policy = policy
+
+
 @dataclass(frozen=True, slots=True)
 class Incoming:
     """A consumed Kafka record, independent of the client library."""
@@ -73,7 +102,7 @@ class MessageProcessor:
     consumer: str
     source: str
     pool: AsyncConnectionPool
-    handlers: Mapping[str, Handler]
+    handlers: Mapping[str, Handler | SideEffect]
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -99,9 +128,17 @@ class MessageProcessor:
                 return await self._handle(msg, decoded)
 
     async def _handle(self, msg: Incoming, decoded: Decoded) -> Outcome:
-        handler = self.handlers[msg.topic]
-        for attempt in range(1, self.policy.max_attempts + 1):
+        entry = self.handlers[msg.topic]
+        handler = entry if not isinstance(entry, SideEffect) else entry.then or _nothing
+        attempt = 0
+        while True:
+            attempt += 1
             try:
+                if isinstance(entry, SideEffect):
+                    if await self._seen(decoded.envelope.id):
+                        CONSUMER_DUPLICATES.labels(self.consumer, msg.topic).inc()
+                        return Outcome.DUPLICATE
+                    await entry.run(decoded)
                 async with unit_of_work(self.pool) as conn:
                     if not await inbox.claim(conn, self.consumer, decoded.envelope.id):
                         CONSUMER_DUPLICATES.labels(self.consumer, msg.topic).inc()
@@ -113,14 +150,19 @@ class MessageProcessor:
                 await self._dead_letter(msg, exc, attempts=attempt)
                 return Outcome.DEAD_LETTERED
             except Exception as exc:
-                if attempt == self.policy.max_attempts:
+                policy = exc.policy if isinstance(exc, Retryable) and exc.policy else self.policy
+                if attempt >= policy.max_attempts:
                     await self._dead_letter(msg, exc, attempts=attempt)
                     return Outcome.DEAD_LETTERED
                 CONSUMER_RETRIES.labels(self.consumer, msg.topic).inc()
-                delay = self.policy.delay(attempt)
+                delay = policy.delay(attempt)
                 log.warning("handler_failed", attempt=attempt, retry_in_s=round(delay, 3), error=repr(exc))
                 await self.sleep(delay)
-        raise AssertionError("unreachable")
+
+    async def _seen(self, message_id: str) -> bool:
+        async with unit_of_work(self.pool) as conn, conn.cursor() as cur:
+            await cur.execute(_SEEN, (self.consumer, message_id))
+            return await cur.fetchone() is not None
 
     async def _dead_letter(self, msg: Incoming, exc: BaseException, attempts: int) -> None:
         headers = {

@@ -4,11 +4,33 @@
 # This file has been @generated
 
 __all__ = (
+    "CreateTemplateRequest",
+    "CreateTemplateResponse",
     "Delivery",
     "DeliveryStatus",
+    "HandleInboundSmsRequest",
+    "HandleInboundSmsResponse",
     "ListDeliveriesRequest",
     "ListDeliveriesResponse",
+    "ListOptOutsRequest",
+    "ListOptOutsResponse",
+    "ListTemplatesRequest",
+    "ListTemplatesResponse",
     "NotificationServiceStub",
+    "OptOut",
+    "PreviewTemplateRequest",
+    "PreviewTemplateResponse",
+    "ProviderWebhook",
+    "RecordProviderStatusRequest",
+    "RecordProviderStatusResponse",
+    "RemoveOptOutRequest",
+    "RemoveOptOutResponse",
+    "SetOptOutRequest",
+    "SetOptOutResponse",
+    "Template",
+    "TemplateKind",
+    "UpdateTemplateRequest",
+    "UpdateTemplateResponse",
 )
 
 import datetime
@@ -41,6 +63,16 @@ class DeliveryStatus(betterproto2.Enum):
 
     FAILED = 4
 
+    SENDING = 5
+    """
+    Handed to the provider; the outcome is not recorded yet.
+    """
+
+    SKIPPED = 6
+    """
+    Deliberately not sent; skip_reason says why (appointment_changed, opted_out, quiet_hours, too_late).
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -49,6 +81,8 @@ class DeliveryStatus(betterproto2.Enum):
             2: "DELIVERY_STATUS_SENT",
             3: "DELIVERY_STATUS_DELIVERED",
             4: "DELIVERY_STATUS_FAILED",
+            5: "DELIVERY_STATUS_SENDING",
+            6: "DELIVERY_STATUS_SKIPPED",
         }
 
     @classmethod
@@ -59,7 +93,86 @@ class DeliveryStatus(betterproto2.Enum):
             "DELIVERY_STATUS_SENT": 2,
             "DELIVERY_STATUS_DELIVERED": 3,
             "DELIVERY_STATUS_FAILED": 4,
+            "DELIVERY_STATUS_SENDING": 5,
+            "DELIVERY_STATUS_SKIPPED": 6,
         }
+
+
+class TemplateKind(betterproto2.Enum):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.enum_types_by_name["TemplateKind"]
+
+    UNSPECIFIED = 0
+
+    REMINDER = 1
+
+    CONFIRMATION = 2
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "TEMPLATE_KIND_UNSPECIFIED",
+            1: "TEMPLATE_KIND_REMINDER",
+            2: "TEMPLATE_KIND_CONFIRMATION",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "TEMPLATE_KIND_UNSPECIFIED": 0,
+            "TEMPLATE_KIND_REMINDER": 1,
+            "TEMPLATE_KIND_CONFIRMATION": 2,
+        }
+
+
+@dataclass(eq=False, repr=False)
+class CreateTemplateRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "CreateTemplateRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    kind: "TemplateKind" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: TemplateKind(0)
+    )
+
+    channel: "__common__v1__.Channel" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: __common__v1__.Channel(0)
+    )
+
+    locale: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    subject: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    body: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "CreateTemplateRequest", CreateTemplateRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class CreateTemplateResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "CreateTemplateResponse"
+        ]
+
+    template: "Template | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "CreateTemplateResponse", CreateTemplateResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -91,8 +204,68 @@ class Delivery(betterproto2.Message):
         8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
     )
 
+    kind: "TemplateKind" = betterproto2.field(
+        9, betterproto2.TYPE_ENUM, default_factory=lambda: TemplateKind(0)
+    )
+
+    skip_reason: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+
+    provider_message_id: "str" = betterproto2.field(11, betterproto2.TYPE_STRING)
+
+    attempts: "int" = betterproto2.field(12, betterproto2.TYPE_INT32)
+
+    last_error: "str" = betterproto2.field(13, betterproto2.TYPE_STRING)
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        14, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
 
 default_message_pool.register_message("apptremind.notification.v1", "Delivery", Delivery)
+
+
+@dataclass(eq=False, repr=False)
+class HandleInboundSmsRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "HandleInboundSmsRequest"
+        ]
+
+    webhook: "ProviderWebhook | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "HandleInboundSmsRequest", HandleInboundSmsRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class HandleInboundSmsResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "HandleInboundSmsResponse"
+        ]
+
+    action: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    What was done: "opted_out", "opted_in", "confirmed", "cancelled", "no_appointment" (no reminder to
+    that number in the reply window), "refused" (booking said no: already cancelled, too late, ...),
+    "ignored".
+    """
+
+    reply: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    A short reply to text back (empty for none).
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "HandleInboundSmsResponse", HandleInboundSmsResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -107,6 +280,10 @@ class ListDeliveriesRequest(betterproto2.Message):
     business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    page: "__common__v1__.PageRequest | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, optional=True
+    )
 
 
 default_message_pool.register_message(
@@ -125,15 +302,427 @@ class ListDeliveriesResponse(betterproto2.Message):
 
     deliveries: "list[Delivery]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
 
+    page: "__common__v1__.PageResponse | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
 
 default_message_pool.register_message(
     "apptremind.notification.v1", "ListDeliveriesResponse", ListDeliveriesResponse
 )
 
 
+@dataclass(eq=False, repr=False)
+class ListOptOutsRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListOptOutsRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    page: "__common__v1__.PageRequest | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.notification.v1", "ListOptOutsRequest", ListOptOutsRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListOptOutsResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListOptOutsResponse"
+        ]
+
+    opt_outs: "list[OptOut]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+    page: "__common__v1__.PageResponse | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "ListOptOutsResponse", ListOptOutsResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListTemplatesRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListTemplatesRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "ListTemplatesRequest", ListTemplatesRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListTemplatesResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "ListTemplatesResponse"
+        ]
+
+    templates: "list[Template]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "ListTemplatesResponse", ListTemplatesResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class OptOut(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name["OptOut"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    channel: "__common__v1__.Channel" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: __common__v1__.Channel(0)
+    )
+
+    address: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    E-mail address (lower case) or E.164 number.
+    """
+
+    reason: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.notification.v1", "OptOut", OptOut)
+
+
+@dataclass(eq=False, repr=False)
+class PreviewTemplateRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "PreviewTemplateRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    template_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Preview a stored template...
+    """
+
+    kind: "TemplateKind" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: TemplateKind(0)
+    )
+    """
+    ...or this one (template_id empty).
+    """
+
+    channel: "__common__v1__.Channel" = betterproto2.field(
+        4, betterproto2.TYPE_ENUM, default_factory=lambda: __common__v1__.Channel(0)
+    )
+
+    locale: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    subject: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+
+    body: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+    data: "dict[str, str]" = betterproto2.field(
+        8,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+    )
+    """
+    Overrides of the sample data.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "PreviewTemplateRequest", PreviewTemplateRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class PreviewTemplateResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "PreviewTemplateResponse"
+        ]
+
+    subject: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    text: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    html: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "PreviewTemplateResponse", PreviewTemplateResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ProviderWebhook(betterproto2.Message):
+    """
+    The provider's webhook request as received: the public URL it was sent to, its form parameters and its
+    X-Twilio-Signature header.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "ProviderWebhook"
+        ]
+
+    url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    params: "dict[str, str]" = betterproto2.field(
+        2,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_STRING),
+    )
+
+    signature: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.notification.v1", "ProviderWebhook", ProviderWebhook)
+
+
+@dataclass(eq=False, repr=False)
+class RecordProviderStatusRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "RecordProviderStatusRequest"
+        ]
+
+    webhook: "ProviderWebhook | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "RecordProviderStatusRequest", RecordProviderStatusRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class RecordProviderStatusResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "RecordProviderStatusResponse"
+        ]
+
+    matched: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    False when no delivery matches the callback (it is acknowledged anyway).
+    """
+
+    status: "DeliveryStatus" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: DeliveryStatus(0)
+    )
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "RecordProviderStatusResponse", RecordProviderStatusResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class RemoveOptOutRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "RemoveOptOutRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    channel: "__common__v1__.Channel" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: __common__v1__.Channel(0)
+    )
+
+    address: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "RemoveOptOutRequest", RemoveOptOutRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class RemoveOptOutResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "RemoveOptOutResponse"
+        ]
+
+    removed: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    False when there was no such opt-out.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "RemoveOptOutResponse", RemoveOptOutResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class SetOptOutRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "SetOptOutRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    channel: "__common__v1__.Channel" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: __common__v1__.Channel(0)
+    )
+
+    address: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    reason: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.notification.v1", "SetOptOutRequest", SetOptOutRequest)
+
+
+@dataclass(eq=False, repr=False)
+class SetOptOutResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "SetOptOutResponse"
+        ]
+
+    opt_out: "OptOut | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.notification.v1", "SetOptOutResponse", SetOptOutResponse)
+
+
+@dataclass(eq=False, repr=False)
+class Template(betterproto2.Message):
+    """
+    A business's wording for one kind of message on one channel in one locale. Subject and body are Jinja2
+    templates (sandboxed); variables: the reminder's template data plus when, date, time, time_zone_name.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name["Template"]
+
+    template_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    business_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    kind: "TemplateKind" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: TemplateKind(0)
+    )
+
+    channel: "__common__v1__.Channel" = betterproto2.field(
+        4, betterproto2.TYPE_ENUM, default_factory=lambda: __common__v1__.Channel(0)
+    )
+
+    locale: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    "en", "de", "en-US", ...
+    """
+
+    subject: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    E-mail only; empty for SMS.
+    """
+
+    body: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
+
+    updated_at: "datetime.datetime | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.notification.v1", "Template", Template)
+
+
+@dataclass(eq=False, repr=False)
+class UpdateTemplateRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "UpdateTemplateRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    template_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    subject: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    body: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "UpdateTemplateRequest", UpdateTemplateRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class UpdateTemplateResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR.message_types_by_name[
+            "UpdateTemplateResponse"
+        ]
+
+    template: "Template | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.notification.v1", "UpdateTemplateResponse", UpdateTemplateResponse
+)
+
+
 class NotificationServiceStub:
     """
     Templates, the delivery log and opt-outs.
+    Business RPCs need an access token with a membership in the business; changes need the owner or admin
+    role. Ids of another business are NOT_FOUND. RecordProviderStatus and HandleInboundSms carry the SMS
+    provider's raw webhook request, which the service authenticates itself by its signature.
     """
 
     def __init__(self, channel: grpc.Channel):
@@ -147,10 +736,95 @@ class NotificationServiceStub:
             ListDeliveriesResponse.FromString,
         )(message)
 
+    def create_template(self, message: "CreateTemplateRequest") -> "CreateTemplateResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.notification.v1.NotificationService/CreateTemplate",
+            CreateTemplateRequest.SerializeToString,
+            CreateTemplateResponse.FromString,
+        )(message)
+
+    def update_template(self, message: "UpdateTemplateRequest") -> "UpdateTemplateResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.notification.v1.NotificationService/UpdateTemplate",
+            UpdateTemplateRequest.SerializeToString,
+            UpdateTemplateResponse.FromString,
+        )(message)
+
+    def list_templates(self, message: "ListTemplatesRequest") -> "ListTemplatesResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.notification.v1.NotificationService/ListTemplates",
+            ListTemplatesRequest.SerializeToString,
+            ListTemplatesResponse.FromString,
+        )(message)
+
+    def preview_template(self, message: "PreviewTemplateRequest") -> "PreviewTemplateResponse":
+        """
+        Renders a template (a stored one, or the subject and body given) with sample data. A template that
+        does not render is INVALID_ARGUMENT template_invalid.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.notification.v1.NotificationService/PreviewTemplate",
+            PreviewTemplateRequest.SerializeToString,
+            PreviewTemplateResponse.FromString,
+        )(message)
+
+    def set_opt_out(self, message: "SetOptOutRequest") -> "SetOptOutResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.notification.v1.NotificationService/SetOptOut",
+            SetOptOutRequest.SerializeToString,
+            SetOptOutResponse.FromString,
+        )(message)
+
+    def remove_opt_out(self, message: "RemoveOptOutRequest") -> "RemoveOptOutResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.notification.v1.NotificationService/RemoveOptOut",
+            RemoveOptOutRequest.SerializeToString,
+            RemoveOptOutResponse.FromString,
+        )(message)
+
+    def list_opt_outs(self, message: "ListOptOutsRequest") -> "ListOptOutsResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.notification.v1.NotificationService/ListOptOuts",
+            ListOptOutsRequest.SerializeToString,
+            ListOptOutsResponse.FromString,
+        )(message)
+
+    def record_provider_status(
+        self, message: "RecordProviderStatusRequest"
+    ) -> "RecordProviderStatusResponse":
+        """
+        A delivery status callback of the SMS provider (Twilio's shape), forwarded by the edge.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.notification.v1.NotificationService/RecordProviderStatus",
+            RecordProviderStatusRequest.SerializeToString,
+            RecordProviderStatusResponse.FromString,
+        )(message)
+
+    def handle_inbound_sms(self, message: "HandleInboundSmsRequest") -> "HandleInboundSmsResponse":
+        """
+        An inbound SMS (Twilio's shape), forwarded by the edge: STOP / START keywords, C to confirm and X to
+        cancel the appointment of the latest reminder sent to that number.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.notification.v1.NotificationService/HandleInboundSms",
+            HandleInboundSmsRequest.SerializeToString,
+            HandleInboundSmsResponse.FromString,
+        )(message)
+
 
 from ....google import protobuf as ___google__protobuf__
 from ...common import v1 as __common__v1__
 
 APPTREMIND_NOTIFICATION_V1_NOTIFICATION_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n-apptremind/notification/v1/notification.proto\x12\x1aapptremind.notification.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xe5\x02\n\x08Delivery\x12\x1f\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x03 \x01(\tR\rappointmentId\x127\n\x07channel\x18\x04 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x1c\n\trecipient\x18\x05 \x01(\tR\trecipient\x12B\n\x06status\x18\x06 \x01(\x0e2*.apptremind.notification.v1.DeliveryStatusR\x06status\x12\x1a\n\x08provider\x18\x07 \x01(\tR\x08provider\x129\n\nupdated_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"_\n\x15ListDeliveriesRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"^\n\x16ListDeliveriesResponse\x12D\n\ndeliveries\x18\x01 \x03(\x0b2$.apptremind.notification.v1.DeliveryR\ndeliveries*\xa0\x01\n\x0eDeliveryStatus\x12\x1d\n\x1bDELIVERY_STATUS_UNSPECIFIED\x12\x1a\n\x16DELIVERY_STATUS_QUEUED\x10\x01\x12\x18\n\x14DELIVERY_STATUS_SENT\x10\x02\x12\x1d\n\x19DELIVERY_STATUS_DELIVERED\x10\x03\x12\x1a\n\x16DELIVERY_STATUS_FAILED\x10\x042\x8e\x01\n\x13NotificationService\x12w\n\x0eListDeliveries\x121.apptremind.notification.v1.ListDeliveriesRequest\x1a2.apptremind.notification.v1.ListDeliveriesResponseb\x06proto3'
+    b'\n-apptremind/notification/v1/notification.proto\x12\x1aapptremind.notification.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xea\x04\n\x08Delivery\x12\x1f\n\x0bdelivery_id\x18\x01 \x01(\tR\ndeliveryId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x03 \x01(\tR\rappointmentId\x127\n\x07channel\x18\x04 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x1c\n\trecipient\x18\x05 \x01(\tR\trecipient\x12B\n\x06status\x18\x06 \x01(\x0e2*.apptremind.notification.v1.DeliveryStatusR\x06status\x12\x1a\n\x08provider\x18\x07 \x01(\tR\x08provider\x129\n\nupdated_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt\x12<\n\x04kind\x18\t \x01(\x0e2(.apptremind.notification.v1.TemplateKindR\x04kind\x12\x1f\n\x0bskip_reason\x18\n \x01(\tR\nskipReason\x12.\n\x13provider_message_id\x18\x0b \x01(\tR\x11providerMessageId\x12\x1a\n\x08attempts\x18\x0c \x01(\x05R\x08attempts\x12\x1d\n\nlast_error\x18\r \x01(\tR\tlastError\x129\n\ncreated_at\x18\x0e \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\x96\x01\n\x15ListDeliveriesRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x125\n\x04page\x18\x03 \x01(\x0b2!.apptremind.common.v1.PageRequestR\x04page"\x96\x01\n\x16ListDeliveriesResponse\x12D\n\ndeliveries\x18\x01 \x03(\x0b2$.apptremind.notification.v1.DeliveryR\ndeliveries\x126\n\x04page\x18\x02 \x01(\x0b2".apptremind.common.v1.PageResponseR\x04page"\xc4\x02\n\x08Template\x12\x1f\n\x0btemplate_id\x18\x01 \x01(\tR\ntemplateId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12<\n\x04kind\x18\x03 \x01(\x0e2(.apptremind.notification.v1.TemplateKindR\x04kind\x127\n\x07channel\x18\x04 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale\x12\x18\n\x07subject\x18\x06 \x01(\tR\x07subject\x12\x12\n\x04body\x18\x07 \x01(\tR\x04body\x129\n\nupdated_at\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"\xf5\x01\n\x15CreateTemplateRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12<\n\x04kind\x18\x02 \x01(\x0e2(.apptremind.notification.v1.TemplateKindR\x04kind\x127\n\x07channel\x18\x03 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x18\n\x07subject\x18\x05 \x01(\tR\x07subject\x12\x12\n\x04body\x18\x06 \x01(\tR\x04body"Z\n\x16CreateTemplateResponse\x12@\n\x08template\x18\x01 \x01(\x0b2$.apptremind.notification.v1.TemplateR\x08template"\x87\x01\n\x15UpdateTemplateRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1f\n\x0btemplate_id\x18\x02 \x01(\tR\ntemplateId\x12\x18\n\x07subject\x18\x03 \x01(\tR\x07subject\x12\x12\n\x04body\x18\x04 \x01(\tR\x04body"Z\n\x16UpdateTemplateResponse\x12@\n\x08template\x18\x01 \x01(\x0b2$.apptremind.notification.v1.TemplateR\x08template"7\n\x14ListTemplatesRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId"[\n\x15ListTemplatesResponse\x12B\n\ttemplates\x18\x01 \x03(\x0b2$.apptremind.notification.v1.TemplateR\ttemplates"\xa2\x03\n\x16PreviewTemplateRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1f\n\x0btemplate_id\x18\x02 \x01(\tR\ntemplateId\x12<\n\x04kind\x18\x03 \x01(\x0e2(.apptremind.notification.v1.TemplateKindR\x04kind\x127\n\x07channel\x18\x04 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale\x12\x18\n\x07subject\x18\x06 \x01(\tR\x07subject\x12\x12\n\x04body\x18\x07 \x01(\tR\x04body\x12P\n\x04data\x18\x08 \x03(\x0b2<.apptremind.notification.v1.PreviewTemplateRequest.DataEntryR\x04data\x1a7\n\tDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"[\n\x17PreviewTemplateResponse\x12\x18\n\x07subject\x18\x01 \x01(\tR\x07subject\x12\x12\n\x04text\x18\x02 \x01(\tR\x04text\x12\x12\n\x04html\x18\x03 \x01(\tR\x04html"\xcf\x01\n\x06OptOut\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x127\n\x07channel\x18\x02 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x18\n\x07address\x18\x03 \x01(\tR\x07address\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason\x129\n\ncreated_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"\x9e\x01\n\x10SetOptOutRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x127\n\x07channel\x18\x02 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x18\n\x07address\x18\x03 \x01(\tR\x07address\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason"P\n\x11SetOptOutResponse\x12;\n\x07opt_out\x18\x01 \x01(\x0b2".apptremind.notification.v1.OptOutR\x06optOut"\x89\x01\n\x13RemoveOptOutRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x127\n\x07channel\x18\x02 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x18\n\x07address\x18\x03 \x01(\tR\x07address"0\n\x14RemoveOptOutResponse\x12\x18\n\x07removed\x18\x01 \x01(\x08R\x07removed"l\n\x12ListOptOutsRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x125\n\x04page\x18\x02 \x01(\x0b2!.apptremind.common.v1.PageRequestR\x04page"\x8c\x01\n\x13ListOptOutsResponse\x12=\n\x08opt_outs\x18\x01 \x03(\x0b2".apptremind.notification.v1.OptOutR\x07optOuts\x126\n\x04page\x18\x02 \x01(\x0b2".apptremind.common.v1.PageResponseR\x04page"\xcd\x01\n\x0fProviderWebhook\x12\x10\n\x03url\x18\x01 \x01(\tR\x03url\x12O\n\x06params\x18\x02 \x03(\x0b27.apptremind.notification.v1.ProviderWebhook.ParamsEntryR\x06params\x12\x1c\n\tsignature\x18\x03 \x01(\tR\tsignature\x1a9\n\x0bParamsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"d\n\x1bRecordProviderStatusRequest\x12E\n\x07webhook\x18\x01 \x01(\x0b2+.apptremind.notification.v1.ProviderWebhookR\x07webhook"|\n\x1cRecordProviderStatusResponse\x12\x18\n\x07matched\x18\x01 \x01(\x08R\x07matched\x12B\n\x06status\x18\x02 \x01(\x0e2*.apptremind.notification.v1.DeliveryStatusR\x06status"`\n\x17HandleInboundSmsRequest\x12E\n\x07webhook\x18\x01 \x01(\x0b2+.apptremind.notification.v1.ProviderWebhookR\x07webhook"H\n\x18HandleInboundSmsResponse\x12\x16\n\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n\x05reply\x18\x02 \x01(\tR\x05reply*\xda\x01\n\x0eDeliveryStatus\x12\x1d\n\x1bDELIVERY_STATUS_UNSPECIFIED\x12\x1a\n\x16DELIVERY_STATUS_QUEUED\x10\x01\x12\x18\n\x14DELIVERY_STATUS_SENT\x10\x02\x12\x1d\n\x19DELIVERY_STATUS_DELIVERED\x10\x03\x12\x1a\n\x16DELIVERY_STATUS_FAILED\x10\x04\x12\x1b\n\x17DELIVERY_STATUS_SENDING\x10\x05\x12\x1b\n\x17DELIVERY_STATUS_SKIPPED\x10\x06*g\n\x0cTemplateKind\x12\x1b\n\x19TEMPLATE_KIND_UNSPECIFIED\x12\x1a\n\x16TEMPLATE_KIND_REMINDER\x10\x01\x12\x1e\n\x1aTEMPLATE_KIND_CONFIRMATION\x10\x022\xca\t\n\x13NotificationService\x12w\n\x0eListDeliveries\x121.apptremind.notification.v1.ListDeliveriesRequest\x1a2.apptremind.notification.v1.ListDeliveriesResponse\x12w\n\x0eCreateTemplate\x121.apptremind.notification.v1.CreateTemplateRequest\x1a2.apptremind.notification.v1.CreateTemplateResponse\x12w\n\x0eUpdateTemplate\x121.apptremind.notification.v1.UpdateTemplateRequest\x1a2.apptremind.notification.v1.UpdateTemplateResponse\x12t\n\rListTemplates\x120.apptremind.notification.v1.ListTemplatesRequest\x1a1.apptremind.notification.v1.ListTemplatesResponse\x12z\n\x0fPreviewTemplate\x122.apptremind.notification.v1.PreviewTemplateRequest\x1a3.apptremind.notification.v1.PreviewTemplateResponse\x12h\n\tSetOptOut\x12,.apptremind.notification.v1.SetOptOutRequest\x1a-.apptremind.notification.v1.SetOptOutResponse\x12q\n\x0cRemoveOptOut\x12/.apptremind.notification.v1.RemoveOptOutRequest\x1a0.apptremind.notification.v1.RemoveOptOutResponse\x12n\n\x0bListOptOuts\x12..apptremind.notification.v1.ListOptOutsRequest\x1a/.apptremind.notification.v1.ListOptOutsResponse\x12\x89\x01\n\x14RecordProviderStatus\x127.apptremind.notification.v1.RecordProviderStatusRequest\x1a8.apptremind.notification.v1.RecordProviderStatusResponse\x12}\n\x10HandleInboundSms\x123.apptremind.notification.v1.HandleInboundSmsRequest\x1a4.apptremind.notification.v1.HandleInboundSmsResponseb\x06proto3'
 )

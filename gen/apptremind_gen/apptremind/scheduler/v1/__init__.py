@@ -157,6 +157,26 @@ class Job(betterproto2.Message):
 
     last_error: "str" = betterproto2.field(9, betterproto2.TYPE_STRING)
 
+    key: "str" = betterproto2.field(10, betterproto2.TYPE_STRING)
+    """
+    The Kafka partition key of the due event (the idempotency key unless the caller chose one).
+    """
+
+    next_attempt_at: "datetime.datetime | None" = betterproto2.field(
+        11, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    When a scheduled job is next claimed: due_at, or later after a failed publish.
+    """
+
+    created_at: "datetime.datetime | None" = betterproto2.field(
+        12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    updated_at: "datetime.datetime | None" = betterproto2.field(
+        13, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
 
 default_message_pool.register_message("apptremind.scheduler.v1", "Job", Job)
 
@@ -222,6 +242,11 @@ class ScheduleRequest(betterproto2.Message):
         5, betterproto2.TYPE_MESSAGE, optional=True
     )
 
+    key: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    The Kafka partition key of the due event; empty means the idempotency key.
+    """
+
 
 default_message_pool.register_message("apptremind.scheduler.v1", "ScheduleRequest", ScheduleRequest)
 
@@ -283,5 +308,5 @@ class SchedulerServiceStub:
 from ....google import protobuf as ___google__protobuf__
 
 APPTREMIND_SCHEDULER_V1_SCHEDULER_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\'apptremind/scheduler/v1/scheduler.proto\x12\x17apptremind.scheduler.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xd3\x02\n\x03Job\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x121\n\x06due_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x14\n\x05topic\x18\x05 \x01(\tR\x05topic\x12.\n\x07payload\x18\x06 \x01(\x0b2\x14.google.protobuf.AnyR\x07payload\x127\n\x05state\x18\x07 \x01(\x0e2!.apptremind.scheduler.v1.JobStateR\x05state\x12\x1a\n\x08attempts\x18\x08 \x01(\x05R\x08attempts\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError"\xd4\x01\n\x0fScheduleRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x121\n\x06due_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x14\n\x05topic\x18\x04 \x01(\tR\x05topic\x12.\n\x07payload\x18\x05 \x01(\x0b2\x14.google.protobuf.AnyR\x07payload"B\n\x10ScheduleResponse\x12.\n\x03job\x18\x01 \x01(\x0b2\x1c.apptremind.scheduler.v1.JobR\x03job"Y\n\rCancelRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey"@\n\x0eCancelResponse\x12.\n\x03job\x18\x01 \x01(\x0b2\x1c.apptremind.scheduler.v1.JobR\x03job"V\n\nGetRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey"=\n\x0bGetResponse\x12.\n\x03job\x18\x01 \x01(\x0b2\x1c.apptremind.scheduler.v1.JobR\x03job"\xa3\x01\n\x0bListRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x127\n\x05state\x18\x02 \x01(\x0e2!.apptremind.scheduler.v1.JobStateR\x05state\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken"h\n\x0cListResponse\x120\n\x04jobs\x18\x01 \x03(\x0b2\x1c.apptremind.scheduler.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x9b\x01\n\x08JobState\x12\x17\n\x15JOB_STATE_UNSPECIFIED\x12\x17\n\x13JOB_STATE_SCHEDULED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x03\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x052\xf5\x02\n\x10SchedulerService\x12_\n\x08Schedule\x12(.apptremind.scheduler.v1.ScheduleRequest\x1a).apptremind.scheduler.v1.ScheduleResponse\x12Y\n\x06Cancel\x12&.apptremind.scheduler.v1.CancelRequest\x1a\'.apptremind.scheduler.v1.CancelResponse\x12P\n\x03Get\x12#.apptremind.scheduler.v1.GetRequest\x1a$.apptremind.scheduler.v1.GetResponse\x12S\n\x04List\x12$.apptremind.scheduler.v1.ListRequest\x1a%.apptremind.scheduler.v1.ListResponseb\x06proto3'
+    b'\n\'apptremind/scheduler/v1/scheduler.proto\x12\x17apptremind.scheduler.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\x9f\x04\n\x03Job\x12\x15\n\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey\x121\n\x06due_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x14\n\x05topic\x18\x05 \x01(\tR\x05topic\x12.\n\x07payload\x18\x06 \x01(\x0b2\x14.google.protobuf.AnyR\x07payload\x127\n\x05state\x18\x07 \x01(\x0e2!.apptremind.scheduler.v1.JobStateR\x05state\x12\x1a\n\x08attempts\x18\x08 \x01(\x05R\x08attempts\x12\x1d\n\nlast_error\x18\t \x01(\tR\tlastError\x12\x10\n\x03key\x18\n \x01(\tR\x03key\x12B\n\x0fnext_attempt_at\x18\x0b \x01(\x0b2\x1a.google.protobuf.TimestampR\rnextAttemptAt\x129\n\ncreated_at\x18\x0c \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n\nupdated_at\x18\r \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"\xe6\x01\n\x0fScheduleRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey\x121\n\x06due_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x05dueAt\x12\x14\n\x05topic\x18\x04 \x01(\tR\x05topic\x12.\n\x07payload\x18\x05 \x01(\x0b2\x14.google.protobuf.AnyR\x07payload\x12\x10\n\x03key\x18\x06 \x01(\tR\x03key"B\n\x10ScheduleResponse\x12.\n\x03job\x18\x01 \x01(\x0b2\x1c.apptremind.scheduler.v1.JobR\x03job"Y\n\rCancelRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey"@\n\x0eCancelResponse\x12.\n\x03job\x18\x01 \x01(\x0b2\x1c.apptremind.scheduler.v1.JobR\x03job"V\n\nGetRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey"=\n\x0bGetResponse\x12.\n\x03job\x18\x01 \x01(\x0b2\x1c.apptremind.scheduler.v1.JobR\x03job"\xa3\x01\n\x0bListRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x127\n\x05state\x18\x02 \x01(\x0e2!.apptremind.scheduler.v1.JobStateR\x05state\x12\x1b\n\tpage_size\x18\x03 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x04 \x01(\tR\tpageToken"h\n\x0cListResponse\x120\n\x04jobs\x18\x01 \x03(\x0b2\x1c.apptremind.scheduler.v1.JobR\x04jobs\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x9b\x01\n\x08JobState\x12\x17\n\x15JOB_STATE_UNSPECIFIED\x12\x17\n\x13JOB_STATE_SCHEDULED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_COMPLETED\x10\x03\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x04\x12\x14\n\x10JOB_STATE_FAILED\x10\x052\xf5\x02\n\x10SchedulerService\x12_\n\x08Schedule\x12(.apptremind.scheduler.v1.ScheduleRequest\x1a).apptremind.scheduler.v1.ScheduleResponse\x12Y\n\x06Cancel\x12&.apptremind.scheduler.v1.CancelRequest\x1a\'.apptremind.scheduler.v1.CancelResponse\x12P\n\x03Get\x12#.apptremind.scheduler.v1.GetRequest\x1a$.apptremind.scheduler.v1.GetResponse\x12S\n\x04List\x12$.apptremind.scheduler.v1.ListRequest\x1a%.apptremind.scheduler.v1.ListResponseb\x06proto3'
 )

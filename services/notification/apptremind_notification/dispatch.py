@@ -1,0 +1,285 @@
+"""The dispatch pipeline: one reminder or confirmation from "due" to "sent" (or skipped, or failed).
+
+Per message: (a) claim the delivery row by its idempotency key (already sent, skipped or failed: nothing to
+do); (b) reminders ask booking-service whether they are still current, so a cancel or reschedule racing
+the due event wins; (c) opt-outs; (d) too late (the appointment started) and, for late SMS, quiet hours;
+(e) render the business's template or the default, with invite.ics on e-mails; (f) send through the
+channel's provider; (g) record the outcome with its event in one transaction.
+
+Sending cannot share a transaction with anything, so the row is committed as 'sending' first and 'sent'
+after the provider accepted. A crash in between leaves 'sending', and the redelivered message sends again:
+one duplicate per such crash, never a lost message; SMTP has no idempotency key a server would honour, so
+nothing better is possible (see the README).
+A retryable provider failure puts the row back to 'queued' and raises, so the MessageProcessor retries
+with backoff and finally dead-letters; a replayed DLQ message starts again at (a).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from psycopg_pool import AsyncConnectionPool
+
+from apptremind_gen.apptremind.common.v1 import Channel
+from apptremind_gen.apptremind.events.notification import v1 as notification_events
+from apptremind_platform import outbox
+from apptremind_platform.clock import Clock
+from apptremind_platform.db import Conn, unit_of_work
+from apptremind_platform.envelope import Event
+from apptremind_platform.logs import get_logger
+from apptremind_platform.processing import Retryable, RetryPolicy
+
+from . import compose, repository
+from .booking_client import Booking, BookingRefused
+from .channels.base import OutgoingMessage, Provider, ProviderError
+from .channels.rendering import Rendered, TemplateError
+from .metrics import DELIVERIES, PROVIDER_SECONDS
+
+log = get_logger(__name__)
+
+SENT_TOPIC = "notification.sent.v1"
+FAILED_TOPIC = "notification.failed.v1"
+SOURCE = "notification"
+
+CHANNEL_TO_PB = {"email": Channel.EMAIL, "sms": Channel.SMS}
+CHANNEL_FROM_PB = {int(v): k for k, v in CHANNEL_TO_PB.items()}
+
+# booking's answers that mean "this appointment is not what the reminder was for any more".
+_CHANGED_CODES = frozenset({"NOT_FOUND", "FAILED_PRECONDITION"})
+
+
+class RetryableSendError(Retryable):
+    """The provider failed in a way a later attempt can fix; retried under that provider's policy."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    business_id: uuid.UUID
+    appointment_id: uuid.UUID
+    kind: Literal["reminder", "confirmation"]
+    channel: Literal["email", "sms"]
+    recipient: str
+    idempotency_key: str
+    data: Mapping[str, str]
+    # When the reminder was meant to go out (reminders only).
+    remind_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    status: str
+    delivery_id: uuid.UUID
+    reason: str = ""
+
+
+def in_quiet_hours(now: dt.datetime, time_zone: str, start: str, end: str) -> bool:
+    """Whether `now` falls in the daily wall-clock window [start, end) in `time_zone` ("HH:MM"; a window
+    like 21:00-08:00 wraps midnight). No window (empty or malformed) is never quiet; an unknown zone is
+    read as UTC rather than ignored, so a bad zone cannot switch quiet hours off."""
+    if not start or not end:
+        return False
+    try:
+        begin = dt.time.fromisoformat(start)
+        finish = dt.time.fromisoformat(end)
+    except ValueError:
+        return False
+    try:
+        zone: dt.tzinfo = zoneinfo.ZoneInfo(time_zone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        zone = dt.UTC
+    local = now.astimezone(zone).time()
+    if begin == finish:
+        return False
+    if begin < finish:
+        return begin <= local < finish
+    return local >= begin or local < finish
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        providers: Mapping[str, Provider],
+        booking: Booking,
+        clock: Clock,
+        late_after: dt.timedelta = dt.timedelta(minutes=5),
+        provider_policies: Mapping[str, RetryPolicy] | None = None,
+    ) -> None:
+        self._pool = pool
+        self._providers = providers
+        self._booking = booking
+        self._clock = clock
+        self._late_after = late_after
+        self._policies = dict(provider_policies or {})
+
+    def provider(self, channel: str) -> Provider:
+        return self._providers[channel]
+
+    async def dispatch(self, job: Job) -> Outcome:
+        async with unit_of_work(self._pool) as conn:
+            row = await repository.claim_delivery(
+                conn,
+                job.business_id,
+                job.idempotency_key,
+                job.appointment_id,
+                job.kind,
+                job.channel,
+                job.recipient,
+                job.data.get("manage_token", ""),
+            )
+        if row.terminal:
+            DELIVERIES.labels(job.kind, job.channel, "duplicate").inc()
+            return Outcome(row.status, row.delivery_id, row.skip_reason)
+        delivery_id = row.delivery_id
+
+        start = compose.parse_time(job.data, "start_time")
+        end = compose.parse_time(job.data, "end_time")
+        if job.kind == "reminder":
+            token = job.data.get("manage_token", "")
+            if not token:
+                return await self._fail(job, delivery_id, "", "the reminder carries no manage_token")
+            try:
+                status = await self._booking.reminder_status(token, job.idempotency_key)
+            except BookingRefused as err:
+                if err.code in _CHANGED_CODES:
+                    return await self._skip(job, delivery_id, "appointment_changed")
+                return await self._fail(job, delivery_id, "", f"booking refused the status check: {err}")
+            if not status.current:
+                return await self._skip(job, delivery_id, "appointment_changed")
+            start, end = status.start_time or start, status.end_time or end
+        if start is None:
+            return await self._fail(job, delivery_id, "", "the message carries no start_time")
+        end = end if end and end > start else start + dt.timedelta(minutes=30)
+
+        now = self._clock.now()
+        async with unit_of_work(self._pool) as conn:
+            if await repository.opted_out(conn, job.business_id, job.channel, job.recipient):
+                return await self._skip(job, delivery_id, "opted_out", conn)
+        if now >= start:
+            return await self._skip(job, delivery_id, "too_late")
+        late = job.remind_at is not None and now - job.remind_at > self._late_after
+        if (
+            job.channel == "sms"
+            and late
+            and in_quiet_hours(
+                now,
+                job.data.get("business_time_zone") or "UTC",
+                job.data.get("quiet_hours_start", ""),
+                job.data.get("quiet_hours_end", ""),
+            )
+        ):
+            return await self._skip(job, delivery_id, "quiet_hours")
+
+        try:
+            rendered = await self._render(job, start, end)
+        except TemplateError as err:
+            return await self._fail(job, delivery_id, "", f"template_invalid: {err}")
+        attachments = (
+            (compose.invite(str(job.appointment_id), start, end, job.data, attendee=job.recipient, now=now),)
+            if job.channel == "email"
+            else ()
+        )
+        message = OutgoingMessage(
+            channel=job.channel,
+            recipient=job.recipient,
+            text=rendered.text,
+            reference=str(delivery_id),
+            subject=rendered.subject if job.channel == "email" else "",
+            html=rendered.html if job.channel == "email" else None,
+            attachments=attachments,
+        )
+        provider = self._providers[job.channel]
+        async with unit_of_work(self._pool) as conn:
+            await repository.mark_sending(conn, job.business_id, delivery_id, provider.name)
+        try:
+            with PROVIDER_SECONDS.labels(job.channel).time():
+                result = await provider.send(message)
+        except ProviderError as err:
+            if not err.retryable:
+                return await self._fail(job, delivery_id, err.provider, err.reason)
+            async with unit_of_work(self._pool) as conn:
+                await repository.mark_retry(conn, job.business_id, delivery_id, err.provider, err.reason)
+            DELIVERIES.labels(job.kind, job.channel, "retry").inc()
+            raise RetryableSendError(str(err), self._policies.get(err.provider)) from err
+        sent_at = self._clock.now()
+        async with unit_of_work(self._pool) as conn:
+            await repository.mark_sent(
+                conn, job.business_id, delivery_id, result.provider, result.provider_message_id, sent_at
+            )
+            await outbox.add(
+                conn,
+                Event(
+                    SENT_TOPIC,
+                    str(job.business_id),
+                    notification_events.NotificationSent(
+                        business_id=str(job.business_id),
+                        delivery_id=str(delivery_id),
+                        appointment_id=str(job.appointment_id),
+                        channel=CHANNEL_TO_PB[job.channel],
+                        provider=result.provider,
+                        sent_at=sent_at,
+                    ),
+                    subject=str(delivery_id),
+                ),
+                SOURCE,
+            )
+        DELIVERIES.labels(job.kind, job.channel, "sent").inc()
+        log.info("delivery_sent", delivery_id=str(delivery_id), provider=result.provider, kind=job.kind)
+        return Outcome("sent", delivery_id)
+
+    async def _render(self, job: Job, start: dt.datetime, end: dt.datetime) -> Rendered:
+        locale = job.data.get("locale") or compose.FALLBACK_LOCALE
+        html = job.channel == "email"
+        async with unit_of_work(self._pool) as conn:
+            own = await compose.business_template(conn, job.business_id, job.kind, job.channel, locale)
+        if own is not None:
+            try:
+                return compose.render_with(own[0], own[1], job.data, start, end, html=html)
+            except TemplateError as err:
+                # Saved templates were checked when saved, but the data may lack what one uses: the
+                # customer still gets the default wording rather than nothing.
+                log.warning("business_template_failed", error=str(err), kind=job.kind, channel=job.channel)
+        subject, body = compose.default_template(job.kind, job.channel, locale)
+        return compose.render_with(subject, body, job.data, start, end, html=html)
+
+    async def _skip(self, job: Job, delivery_id: uuid.UUID, reason: str, conn: Conn | None = None) -> Outcome:
+        if conn is None:
+            async with unit_of_work(self._pool) as own:
+                await self._record_skip(own, job, delivery_id, reason)
+        else:
+            await self._record_skip(conn, job, delivery_id, reason)
+        DELIVERIES.labels(job.kind, job.channel, "skipped").inc()
+        log.info("delivery_skipped", delivery_id=str(delivery_id), reason=reason, kind=job.kind)
+        return Outcome("skipped", delivery_id, reason)
+
+    async def _record_skip(self, conn: Conn, job: Job, delivery_id: uuid.UUID, reason: str) -> None:
+        await repository.mark_skipped(conn, job.business_id, delivery_id, reason)
+        await repository.count(conn, job.business_id, self._clock.now().date(), job.channel, "skipped")
+
+    async def _fail(self, job: Job, delivery_id: uuid.UUID, provider: str, reason: str) -> Outcome:
+        async with unit_of_work(self._pool) as conn:
+            await repository.mark_failed(conn, job.business_id, delivery_id, provider, reason)
+            await outbox.add(
+                conn,
+                Event(
+                    FAILED_TOPIC,
+                    str(job.business_id),
+                    notification_events.NotificationFailed(
+                        business_id=str(job.business_id),
+                        delivery_id=str(delivery_id),
+                        appointment_id=str(job.appointment_id),
+                        channel=CHANNEL_TO_PB[job.channel],
+                        reason=reason[:1000],
+                    ),
+                    subject=str(delivery_id),
+                ),
+                SOURCE,
+            )
+        DELIVERIES.labels(job.kind, job.channel, "failed").inc()
+        log.warning("delivery_failed", delivery_id=str(delivery_id), reason=reason, kind=job.kind)
+        return Outcome("failed", delivery_id, reason)

@@ -1,0 +1,371 @@
+"""All of the notification-service's SQL: templates, deliveries, opt-outs and the daily counters.
+
+Every business query is scoped by business_id, the leading column of every key, so one tenant's ids never
+reach another's rows. The only lookups without a business are the ones a provider webhook makes (by our
+delivery id, by the provider's message id, by the phone number that replied), which carry no tenant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+from psycopg.rows import class_row
+
+from apptremind_platform.db import Conn
+from apptremind_platform.ids import new_id
+
+TERMINAL = ("sent", "delivered", "failed", "skipped")
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRow:
+    business_id: uuid.UUID
+    template_id: uuid.UUID
+    kind: str
+    channel: str
+    locale: str
+    subject: str
+    body: str
+    updated_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryRow:
+    business_id: uuid.UUID
+    delivery_id: uuid.UUID
+    idempotency_key: str
+    appointment_id: uuid.UUID
+    kind: str
+    channel: str
+    recipient: str
+    status: str
+    skip_reason: str
+    provider: str
+    provider_message_id: str
+    attempts: int
+    last_error: str
+    manage_token: str
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    sent_at: dt.datetime | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class OptOutRow:
+    business_id: uuid.UUID
+    channel: str
+    address: str
+    reason: str
+    created_at: dt.datetime
+
+
+_TEMPLATE_COLS = "business_id, template_id, kind, channel, locale, subject, body, updated_at"
+_DELIVERY_COLS = (
+    "business_id, delivery_id, idempotency_key, appointment_id, kind, channel, recipient, status, "
+    "skip_reason, provider, provider_message_id, attempts, last_error, manage_token, created_at, "
+    "updated_at, sent_at"
+)
+_OPT_OUT_COLS = "business_id, channel, address, reason, created_at"
+
+
+# --- templates ---------------------------------------------------------------------------------------
+
+
+async def insert_template(
+    conn: Conn, business_id: uuid.UUID, kind: str, channel: str, locale: str, subject: str, body: str
+) -> TemplateRow | None:
+    """The new template, or None when the business already has one for (kind, channel, locale)."""
+    async with conn.cursor(row_factory=class_row(TemplateRow)) as cur:
+        await cur.execute(
+            f"""INSERT INTO template (business_id, template_id, kind, channel, locale, subject, body)
+                VALUES (%s, %s, %s, %s, %s, %s, %s)
+                ON CONFLICT (business_id, kind, channel, locale) DO NOTHING
+                RETURNING {_TEMPLATE_COLS}""",
+            (business_id, new_id(), kind, channel, locale, subject, body),
+        )
+        return await cur.fetchone()
+
+
+async def update_template(
+    conn: Conn, business_id: uuid.UUID, template_id: uuid.UUID, subject: str, body: str
+) -> TemplateRow | None:
+    async with conn.cursor(row_factory=class_row(TemplateRow)) as cur:
+        await cur.execute(
+            f"""UPDATE template SET subject = %s, body = %s, updated_at = now()
+                WHERE business_id = %s AND template_id = %s
+                RETURNING {_TEMPLATE_COLS}""",
+            (subject, body, business_id, template_id),
+        )
+        return await cur.fetchone()
+
+
+async def get_template(conn: Conn, business_id: uuid.UUID, template_id: uuid.UUID) -> TemplateRow | None:
+    async with conn.cursor(row_factory=class_row(TemplateRow)) as cur:
+        await cur.execute(
+            f"SELECT {_TEMPLATE_COLS} FROM template WHERE business_id = %s AND template_id = %s",
+            (business_id, template_id),
+        )
+        return await cur.fetchone()
+
+
+async def list_templates(conn: Conn, business_id: uuid.UUID) -> list[TemplateRow]:
+    async with conn.cursor(row_factory=class_row(TemplateRow)) as cur:
+        await cur.execute(
+            f"""SELECT {_TEMPLATE_COLS} FROM template WHERE business_id = %s
+                ORDER BY kind, channel, locale""",
+            (business_id,),
+        )
+        return await cur.fetchall()
+
+
+async def find_template(
+    conn: Conn, business_id: uuid.UUID, kind: str, channel: str, locales: list[str]
+) -> TemplateRow | None:
+    """The business's template for the first of `locales` it has one for."""
+    async with conn.cursor(row_factory=class_row(TemplateRow)) as cur:
+        await cur.execute(
+            f"""SELECT {_TEMPLATE_COLS} FROM template
+                WHERE business_id = %s AND kind = %s AND channel = %s AND locale = ANY(%s)
+                ORDER BY array_position(%s, locale) LIMIT 1""",
+            (business_id, kind, channel, locales, locales),
+        )
+        return await cur.fetchone()
+
+
+# --- deliveries --------------------------------------------------------------------------------------
+
+
+async def claim_delivery(
+    conn: Conn,
+    business_id: uuid.UUID,
+    idempotency_key: str,
+    appointment_id: uuid.UUID,
+    kind: str,
+    channel: str,
+    recipient: str,
+    manage_token: str,
+) -> DeliveryRow:
+    """The delivery for this idempotency key, created as 'queued' the first time, locked for update."""
+    async with conn.cursor(row_factory=class_row(DeliveryRow)) as cur:
+        await cur.execute(
+            """INSERT INTO delivery (business_id, delivery_id, idempotency_key, appointment_id, kind, channel,
+                                     recipient, status, manage_token)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, 'queued', %s)
+               ON CONFLICT (business_id, idempotency_key) DO NOTHING""",
+            (business_id, new_id(), idempotency_key, appointment_id, kind, channel, recipient, manage_token),
+        )
+        await cur.execute(
+            f"""SELECT {_DELIVERY_COLS} FROM delivery
+                WHERE business_id = %s AND idempotency_key = %s FOR UPDATE""",
+            (business_id, idempotency_key),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def mark_sending(conn: Conn, business_id: uuid.UUID, delivery_id: uuid.UUID, provider: str) -> None:
+    await conn.execute(
+        """UPDATE delivery SET status = 'sending', attempts = attempts + 1, provider = %s, updated_at = now()
+           WHERE business_id = %s AND delivery_id = %s""",
+        (provider, business_id, delivery_id),
+    )
+
+
+async def mark_sent(
+    conn: Conn,
+    business_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    provider: str,
+    provider_message_id: str,
+    now: dt.datetime,
+) -> None:
+    await conn.execute(
+        """UPDATE delivery SET status = CASE WHEN status IN ('delivered', 'failed') THEN status ELSE 'sent' END,
+                              provider = %s, provider_message_id = %s, last_error = '',
+                              sent_at = %s, updated_at = now()
+           WHERE business_id = %s AND delivery_id = %s""",
+        (provider, provider_message_id, now, business_id, delivery_id),
+    )
+
+
+async def mark_retry(
+    conn: Conn, business_id: uuid.UUID, delivery_id: uuid.UUID, provider: str, error: str
+) -> None:
+    """Back to 'queued' after a retryable failure; the next attempt takes it from there."""
+    await conn.execute(
+        """UPDATE delivery SET status = 'queued', provider = %s, last_error = %s, updated_at = now()
+           WHERE business_id = %s AND delivery_id = %s""",
+        (provider, error[:1000], business_id, delivery_id),
+    )
+
+
+async def mark_failed(
+    conn: Conn, business_id: uuid.UUID, delivery_id: uuid.UUID, provider: str, error: str
+) -> None:
+    await conn.execute(
+        """UPDATE delivery SET status = 'failed', provider = %s, last_error = %s, updated_at = now()
+           WHERE business_id = %s AND delivery_id = %s""",
+        (provider, error[:1000], business_id, delivery_id),
+    )
+
+
+async def mark_skipped(conn: Conn, business_id: uuid.UUID, delivery_id: uuid.UUID, reason: str) -> None:
+    await conn.execute(
+        """UPDATE delivery SET status = 'skipped', skip_reason = %s, updated_at = now()
+           WHERE business_id = %s AND delivery_id = %s""",
+        (reason, business_id, delivery_id),
+    )
+
+
+async def list_deliveries(
+    conn: Conn, business_id: uuid.UUID, appointment_id: uuid.UUID | None, after: uuid.UUID | None, limit: int
+) -> list[DeliveryRow]:
+    async with conn.cursor(row_factory=class_row(DeliveryRow)) as cur:
+        await cur.execute(
+            f"""SELECT {_DELIVERY_COLS} FROM delivery
+                WHERE business_id = %s
+                  AND (%s::uuid IS NULL OR appointment_id = %s)
+                  AND (%s::uuid IS NULL OR delivery_id > %s)
+                ORDER BY delivery_id LIMIT %s""",
+            (business_id, appointment_id, appointment_id, after, after, limit),
+        )
+        return await cur.fetchall()
+
+
+async def delivery_for_callback(
+    conn: Conn, delivery_id: uuid.UUID | None, provider_message_id: str
+) -> DeliveryRow | None:
+    """The SMS delivery a provider callback is about: by our reference, else by the provider's id."""
+    async with conn.cursor(row_factory=class_row(DeliveryRow)) as cur:
+        await cur.execute(
+            f"""SELECT {_DELIVERY_COLS} FROM delivery
+                WHERE channel = 'sms' AND (delivery_id = %s OR (%s <> '' AND provider_message_id = %s))
+                ORDER BY delivery_id = %s DESC LIMIT 1 FOR UPDATE""",
+            (delivery_id, provider_message_id, provider_message_id, delivery_id),
+        )
+        return await cur.fetchone()
+
+
+async def set_callback_status(
+    conn: Conn,
+    business_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    status: str,
+    provider_message_id: str,
+    error: str,
+) -> None:
+    await conn.execute(
+        """UPDATE delivery SET status = %s, last_error = %s, updated_at = now(),
+                              provider_message_id = CASE WHEN provider_message_id = '' THEN %s
+                                                         ELSE provider_message_id END
+           WHERE business_id = %s AND delivery_id = %s""",
+        (status, error[:1000], provider_message_id, business_id, delivery_id),
+    )
+
+
+async def latest_sms_reminder(conn: Conn, recipient: str, since: dt.datetime) -> DeliveryRow | None:
+    async with conn.cursor(row_factory=class_row(DeliveryRow)) as cur:
+        await cur.execute(
+            f"""SELECT {_DELIVERY_COLS} FROM delivery
+                WHERE channel = 'sms' AND kind = 'reminder' AND recipient = %s
+                  AND sent_at IS NOT NULL AND sent_at >= %s AND manage_token <> ''
+                ORDER BY sent_at DESC LIMIT 1""",
+            (recipient, since),
+        )
+        return await cur.fetchone()
+
+
+# --- opt-outs ----------------------------------------------------------------------------------------
+
+
+async def upsert_opt_out(
+    conn: Conn, business_id: uuid.UUID, channel: str, address: str, reason: str
+) -> OptOutRow:
+    async with conn.cursor(row_factory=class_row(OptOutRow)) as cur:
+        await cur.execute(
+            f"""INSERT INTO opt_out (business_id, channel, address, reason) VALUES (%s, %s, %s, %s)
+                ON CONFLICT (business_id, channel, address) DO UPDATE SET reason = EXCLUDED.reason
+                RETURNING {_OPT_OUT_COLS}""",
+            (business_id, channel, address, reason),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def delete_opt_out(conn: Conn, business_id: uuid.UUID, channel: str, address: str) -> bool:
+    async with conn.cursor() as cur:
+        await cur.execute(
+            "DELETE FROM opt_out WHERE business_id = %s AND channel = %s AND address = %s",
+            (business_id, channel, address),
+        )
+        return cur.rowcount == 1
+
+
+async def list_opt_outs(
+    conn: Conn, business_id: uuid.UUID, after: tuple[str, str] | None, limit: int
+) -> list[OptOutRow]:
+    async with conn.cursor(row_factory=class_row(OptOutRow)) as cur:
+        await cur.execute(
+            f"""SELECT {_OPT_OUT_COLS} FROM opt_out
+                WHERE business_id = %s AND (%s::text IS NULL OR (channel, address) > (%s, %s))
+                ORDER BY channel, address LIMIT %s""",
+            (business_id, after and after[0], after and after[0], after and after[1], limit),
+        )
+        return await cur.fetchall()
+
+
+async def opted_out(conn: Conn, business_id: uuid.UUID, channel: str, address: str) -> bool:
+    """The business's own opt-out, or for SMS a platform-wide STOP from that number."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            """SELECT EXISTS (SELECT 1 FROM opt_out WHERE business_id = %s AND channel = %s AND address = %s)
+                   OR (%s = 'sms' AND EXISTS (SELECT 1 FROM sms_stop WHERE address = %s))""",
+            (business_id, channel, address, channel, address),
+        )
+        row = await cur.fetchone()
+    return bool(row and row[0])
+
+
+async def add_sms_stop(conn: Conn, address: str) -> None:
+    await conn.execute("INSERT INTO sms_stop (address) VALUES (%s) ON CONFLICT DO NOTHING", (address,))
+
+
+async def remove_sms_stop(conn: Conn, address: str) -> None:
+    await conn.execute("DELETE FROM sms_stop WHERE address = %s", (address,))
+
+
+# --- daily counters ----------------------------------------------------------------------------------
+
+COUNTERS = ("sent", "delivered", "failed", "skipped")
+
+
+async def count(conn: Conn, business_id: uuid.UUID, day: dt.date, channel: str, outcome: str) -> None:
+    if outcome not in COUNTERS:
+        raise ValueError(f"unknown outcome {outcome!r}")
+    # The column name comes from the fixed list above, never from input.
+    await conn.execute(
+        f"""INSERT INTO delivery_daily (business_id, day, channel, {outcome}) VALUES (%s, %s, %s, 1)
+            ON CONFLICT (business_id, day, channel) DO UPDATE
+            SET {outcome} = delivery_daily.{outcome} + 1""",
+        (business_id, day, channel),
+    )
+
+
+async def daily(conn: Conn, business_id: uuid.UUID, day: dt.date) -> dict[str, dict[str, int]]:
+    """{channel: {outcome: n}} for one business and day."""
+    async with conn.cursor() as cur:
+        await cur.execute(
+            """SELECT channel, sent, delivered, failed, skipped FROM delivery_daily
+               WHERE business_id = %s AND day = %s""",
+            (business_id, day),
+        )
+        rows = await cur.fetchall()
+    return {str(r[0]): dict(zip(COUNTERS, (int(v) for v in r[1:]), strict=True)) for r in rows}

@@ -1,0 +1,1 @@
+"""ApptRemind's Faust stream processors: the reminder pipeline's agents (see streams/README.md)."""

@@ -1,0 +1,79 @@
+"""What the agents share, built once per worker inside its event loop: the notification database pool,
+the providers, the booking client and the three MessageProcessors."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from dataclasses import dataclass
+
+from psycopg_pool import AsyncConnectionPool
+
+from apptremind_notification import consumers
+from apptremind_notification.booking_client import GrpcBooking
+from apptremind_notification.channels.base import Provider
+from apptremind_notification.channels.settings import ChannelSettings, build_providers
+from apptremind_notification.dispatch import Dispatcher
+from apptremind_platform.clock import SystemClock
+from apptremind_platform.db import open_pool
+from apptremind_platform.grpc_bridge import open_channel
+from apptremind_platform.processing import MessageProcessor
+
+from .settings import StreamsSettings
+
+
+@dataclass
+class Pipeline:
+    pool: AsyncConnectionPool
+    providers: dict[str, Provider]
+    dispatch: MessageProcessor
+    confirmations: MessageProcessor
+    status: MessageProcessor
+
+    async def close(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+        await self.pool.close()
+
+
+async def build(settings: StreamsSettings) -> Pipeline:
+    pool = await open_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max, name="streams")
+    providers = build_providers(ChannelSettings())
+    booking = GrpcBooking(open_channel(settings.booking_target), settings.booking_timeout_s)
+    dispatcher = Dispatcher(
+        pool,
+        providers,
+        booking,
+        SystemClock(),
+        late_after=dt.timedelta(seconds=settings.late_after_s),
+        provider_policies=settings.provider_policies,
+    )
+    policy = settings.dispatch_policy
+    return Pipeline(
+        pool=pool,
+        providers=providers,
+        dispatch=consumers.dispatch_processor(pool, dispatcher, policy),
+        confirmations=consumers.confirmation_processor(pool, dispatcher, policy),
+        status=consumers.status_processor(pool),
+    )
+
+
+class Shared:
+    """Builds the pipeline on first use; every agent awaits the same one."""
+
+    def __init__(self, settings: StreamsSettings) -> None:
+        self._settings = settings
+        self._lock = asyncio.Lock()
+        self._pipeline: Pipeline | None = None
+
+    async def get(self) -> Pipeline:
+        async with self._lock:
+            if self._pipeline is None:
+                self._pipeline = await build(self._settings)
+            return self._pipeline
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._pipeline is not None:
+                await self._pipeline.close()
+                self._pipeline = None

@@ -1,0 +1,28 @@
+"""The stream worker's settings: notification-service's (its database, booking's address, the dispatch
+retry policy) plus the Faust app's own. Providers read APPTREMIND_SMTP_* / APPTREMIND_SMS_* themselves."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from pydantic import Field, field_validator
+
+from apptremind_notification.settings import NotificationSettings
+
+
+class StreamsSettings(NotificationSettings):
+    service_name: str = "streams"
+    # The Faust app id is also its Kafka consumer group.
+    streams_app_id: str = "apptremind-streams"
+    # Faust keeps table state here; the agents use no tables, so a temporary directory is enough.
+    streams_data_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "apptremind-streams")
+    streams_log_level: str = "info"
+    # Where a consumer group without committed offsets starts.
+    streams_offset_reset: str = "earliest"
+
+    @field_validator("streams_log_level")
+    @classmethod
+    def _faust_level(cls, value: str) -> str:
+        # Faust's own names for the usual logging levels.
+        return {"warning": "warn", "critical": "crit"}.get(value.lower(), value.lower())

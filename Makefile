@@ -62,7 +62,7 @@ status:
 	@$(UV) run --frozen apptremind-stack status
 
 bench: sync
-	@$(UV) run --frozen python -m tests.bench.run
+	@$(UV) run --frozen --group bench python -m tests.bench.run
 
 clean: down
 	rm -rf .stack .cache

@@ -16,6 +16,7 @@ import faust
 from apptremind_notification import consumers
 from apptremind_platform.faust_support import incoming, raw_topic
 
+from .batching import process_by_key
 from .pipeline import Shared
 from .settings import StreamsSettings
 
@@ -41,8 +42,8 @@ status_topic = raw_topic(app, *sorted(consumers.status_topics()))
 @app.agent(due_topic)
 async def dispatch_reminders(stream: Any) -> None:
     pipeline = await shared.get()
-    async for event in stream.events():
-        await pipeline.dispatch.process(incoming(event))
+    async for batch in stream.take_events(settings.streams_batch_size, within=settings.streams_batch_wait_s):
+        await process_by_key(pipeline.dispatch, batch)
 
 
 @app.agent(booking_topic)

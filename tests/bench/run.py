@@ -17,12 +17,16 @@ from apptremind_devstack.ports import free_port
 from apptremind_devstack.postgres import PostgresServer
 from apptremind_platform.topics import ensure_topics
 from tests.bench.booking_bench import run_booking
+from tests.bench.pipeline_bench import run_pipeline
 from tests.bench.relay_bench import run_producer_performance, run_relay
+from tests.bench.scheduler_bench import run_scheduler
+from tests.bench.scheduler_peers import format_results, run_all
 from tests.fixtures.db import make_service_db
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+PEER_JOBS, PEER_RATE, PEER_SECONDS = 20_000, 1_000, 10
 
 
 def machine() -> str:
@@ -54,6 +58,12 @@ def main() -> None:
         relay = run_relay(db, kafka)
         ceiling = run_producer_performance(kafka, records=relay.events, record_bytes=relay.record_bytes)
         bookings = asyncio.run(run_booking(pg, kafka, work))
+        # Same workload for us and the peers: 20,000 due jobs drained; 1,000/s falling due for 10 s.
+        scheduler = asyncio.run(
+            run_scheduler(pg, kafka, work, jobs=PEER_JOBS, rate=PEER_RATE, seconds=PEER_SECONDS)
+        )
+        peers = asyncio.run(run_all(pg.dsn(), kafka.bootstrap_servers, PEER_JOBS, PEER_RATE, PEER_SECONDS))
+        pipeline = asyncio.run(run_pipeline(pg, kafka, work, rate=500, seconds=60))
     finally:
         kafka.stop()
         pg.stop()
@@ -82,6 +92,24 @@ def main() -> None:
             f"| 200-way race for one slot (GraphQL bookAppointment) | 200 concurrent customers | "
             f"{bookings.race_winners} booked, {bookings.race_slot_taken} slot_taken; all answered in "
             f"{bookings.race_total_ms:,.0f} ms, p99 {bookings.race_p99_ms:,.0f} ms | exactly one winner |",
+            f"| Scheduler: due jobs -> acked due events (claim, publish, complete) | {scheduler.jobs:,} jobs "
+            f"already due, {scheduler.workers} workers x batch {scheduler.batch_size} | "
+            f"**{scheduler.per_second:,.0f} jobs/s** ({scheduler.seconds:.1f} s); dup {scheduler.duplicates}, "
+            f"lost {scheduler.lost} | goal >= 5,000/s; peers below |",
+            f"| Scheduler lateness (Kafka record time - due) | {scheduler.lateness_rate:,}/s falling due, "
+            f"{scheduler.lateness_jobs:,} jobs | p50 **{scheduler.lateness_p50_ms:.0f} ms**, p99 "
+            f"**{scheduler.lateness_p99_ms:.0f} ms**, max {scheduler.lateness_max_ms:.0f} ms; dup "
+            f"{scheduler.lateness_duplicates}, lost {scheduler.lateness_lost} | goal p99 <= 250 ms |",
+            f"| Reminders end to end (outbox -> scheduler -> streams worker -> SMTP sink / SMS server) | "
+            f"{pipeline.rate}/s falling due for {pipeline.seconds} s, half e-mail, half SMS, "
+            f"{pipeline.reminders:,} reminders | lateness at the sinks p50 **{pipeline.p50_ms / 1000:,.1f} s**, "
+            f"p99 **{pipeline.p99_ms / 1000:,.1f} s**, max {pipeline.max_ms / 1000:,.1f} s; delivered "
+            f"{pipeline.delivered:,}, lost {pipeline.lost}, dup {pipeline.duplicates} | goal p99 <= 2 s, lost 0, dup 0 |",
+            "",
+            "Peers, same Postgres and Kafka, same workload (claim a due job, publish one Kafka message with acks=all, "
+            "complete it):",
+            "",
+            format_results(peers),
         ]
     )
     print(table)

@@ -157,9 +157,6 @@ class Dispatcher:
         end = end if end and end > start else start + dt.timedelta(minutes=30)
 
         now = self._clock.now()
-        async with unit_of_work(self._pool) as conn:
-            if await repository.opted_out(conn, job.business_id, job.channel, job.recipient):
-                return await self._skip(job, delivery_id, "opted_out", conn)
         if now >= start:
             return await self._skip(job, delivery_id, "too_late")
         late = job.remind_at is not None and now - job.remind_at > self._late_after
@@ -175,8 +172,16 @@ class Dispatcher:
         ):
             return await self._skip(job, delivery_id, "quiet_hours")
 
+        provider = self._providers[job.channel]
+        locale = job.data.get("locale") or compose.FALLBACK_LOCALE
+        # One transaction for everything read or written between the booking check and the send.
+        async with unit_of_work(self._pool) as conn:
+            if await repository.opted_out(conn, job.business_id, job.channel, job.recipient):
+                return await self._skip(job, delivery_id, "opted_out", conn)
+            own = await compose.business_template(conn, job.business_id, job.kind, job.channel, locale)
+            await repository.mark_sending(conn, job.business_id, delivery_id, provider.name)
         try:
-            rendered = await self._render(job, start, end)
+            rendered = self._render(job, start, end, locale, own)
         except TemplateError as err:
             return await self._fail(job, delivery_id, "", f"template_invalid: {err}")
         attachments = (
@@ -193,9 +198,6 @@ class Dispatcher:
             html=rendered.html if job.channel == "email" else None,
             attachments=attachments,
         )
-        provider = self._providers[job.channel]
-        async with unit_of_work(self._pool) as conn:
-            await repository.mark_sending(conn, job.business_id, delivery_id, provider.name)
         try:
             with PROVIDER_SECONDS.labels(job.channel).time():
                 result = await provider.send(message)
@@ -232,11 +234,10 @@ class Dispatcher:
         log.info("delivery_sent", delivery_id=str(delivery_id), provider=result.provider, kind=job.kind)
         return Outcome("sent", delivery_id)
 
-    async def _render(self, job: Job, start: dt.datetime, end: dt.datetime) -> Rendered:
-        locale = job.data.get("locale") or compose.FALLBACK_LOCALE
+    def _render(
+        self, job: Job, start: dt.datetime, end: dt.datetime, locale: str, own: tuple[str, str] | None
+    ) -> Rendered:
         html = job.channel == "email"
-        async with unit_of_work(self._pool) as conn:
-            own = await compose.business_template(conn, job.business_id, job.kind, job.channel, locale)
         if own is not None:
             try:
                 return compose.render_with(own[0], own[1], job.data, start, end, html=html)

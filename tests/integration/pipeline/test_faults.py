@@ -11,34 +11,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from apptremind_booking.bootstrap import SPEC as BOOKING
 from apptremind_devstack.kafka import KafkaBroker
 from apptremind_devstack.ports import free_port
 from apptremind_devstack.postgres import PostgresServer
 from apptremind_devstack.smtp_sink import SmtpSink
-from apptremind_gen.apptremind.common.v1 import Channel
-from apptremind_gen.apptremind.events.booking import v1 as booking_events
-from apptremind_notification.bootstrap import build_spec as notification_spec
-from apptremind_platform import outbox
-from apptremind_platform.db import open_pool, unit_of_work
-from apptremind_platform.envelope import Event
 from apptremind_platform.topics import ensure_topics
-from apptremind_scheduler.bootstrap import build_spec as scheduler_spec
-from apptremind_scheduler.settings import SchedulerSettings
-from tests.fixtures.db import ServiceDb
-from tests.fixtures.relay import running_relay
-from tests.fixtures.services import database_for, running_service
-from tests.fixtures.streams import StreamsWorker, running_streams
-from tests.fixtures.tokens import SigningKeys
-from tests.integration.notification.support import BookingStub, reminder, serving_booking
+from tests.fixtures.pipeline import request_reminders, running_pipeline
+from tests.fixtures.streams import StreamsWorker
 
 
 @pytest.fixture
@@ -50,87 +35,6 @@ def broker(tmp_path: Path) -> Iterator[KafkaBroker]:
         yield broker
     finally:
         broker.stop()
-
-
-@dataclass
-class Pipeline:
-    booking_db: ServiceDb
-    scheduler_db: ServiceDb
-    notification_db: ServiceDb
-    stub: BookingStub
-    worker: StreamsWorker
-
-
-async def running_pipeline(
-    stack: AsyncExitStack,
-    postgres: PostgresServer,
-    broker: KafkaBroker,
-    sink: SmtpSink,
-    tmp_path: Path,
-    **worker_env: str,
-) -> Pipeline:
-    booking_db = database_for(postgres, BOOKING)
-    scheduler = scheduler_spec(SchedulerSettings(scheduler_lease_s=20, scheduler_publish_timeout_s=10))
-    scheduler_db = database_for(postgres, scheduler)
-    notification_db = database_for(postgres, notification_spec())
-    for db in (booking_db, scheduler_db, notification_db):
-        stack.enter_context(running_relay(db.dsn, broker, idle_sleep_s=0.02))
-    await stack.enter_async_context(
-        running_service(
-            scheduler,
-            scheduler_db,
-            broker,
-            jwks=SigningKeys().jwks,
-            consumer_group=f"scheduler-{uuid.uuid4().hex[:6]}",
-            consumer_offset_reset="earliest",
-        )
-    )
-    stub = BookingStub()
-    booking_target = await stack.enter_async_context(serving_booking(stub))
-    env = {
-        "APPTREMIND_DATABASE_URL": notification_db.dsn,
-        "APPTREMIND_BOOKING_TARGET": booking_target,
-        "APPTREMIND_SMTP_HOST": "127.0.0.1",
-        "APPTREMIND_SMTP_PORT": str(sink.port),
-        "APPTREMIND_SMTP_CA_FILE": str(sink.ca_file),
-        **worker_env,
-    }
-    worker = await stack.enter_async_context(running_streams(broker.bootstrap_servers, env, tmp_path))
-    return Pipeline(booking_db, scheduler_db, notification_db, stub, worker)
-
-
-async def request_reminders(pipeline: Pipeline, due: list[dt.datetime]) -> list[str]:
-    """Writes one e-mail reminder request per due time into booking's outbox, as booking does when a
-    customer books; returns the recipients."""
-    business_id = str(uuid.uuid4())
-    recipients = []
-    pool = await open_pool(pipeline.booking_db.dsn, 1, 2)
-    try:
-        async with unit_of_work(pool) as conn:
-            for remind_at in due:
-                r = reminder(
-                    pipeline.stub,
-                    business_id=business_id,
-                    remind_at=remind_at,
-                    start=remind_at + dt.timedelta(days=1),
-                    quiet=("", ""),
-                )
-                requested = booking_events.ReminderRequested(
-                    business_id=r.business_id,
-                    appointment_id=r.appointment_id,
-                    remind_at=r.remind_at,
-                    channel=Channel.EMAIL,
-                    recipient=r.recipient,
-                    template_data=r.data,
-                    idempotency_key=r.key,
-                )
-                await outbox.add(
-                    conn, Event("booking.reminder.requested.v1", business_id, requested), source="booking"
-                )
-                recipients.append(r.recipient)
-    finally:
-        await pool.close()
-    return recipients
 
 
 async def delivered(sink: SmtpSink, want: set[str], worker: StreamsWorker, timeout_s: float) -> None:

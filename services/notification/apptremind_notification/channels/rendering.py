@@ -6,6 +6,7 @@ variables, and every failure (syntax, a missing variable, a refused attribute) b
 
 from __future__ import annotations
 
+import functools
 import operator
 import re
 from collections.abc import Mapping
@@ -140,11 +141,17 @@ def _locale(tag: str) -> Locale:
         raise TemplateError(f"unknown locale {tag!r}") from exc
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(env: SandboxedEnvironment, source: str) -> jinja2.Template:
+    # Compiling costs far more than rendering; a business's few templates are compiled once per process.
+    return env.from_string(source)
+
+
 def _render(env: SandboxedEnvironment, source: str, variables: Mapping[str, str]) -> str:
     if len(source) > MAX_TEMPLATE_CHARS:
         raise TemplateError(f"template longer than {MAX_TEMPLATE_CHARS} characters")
     try:
-        output = env.from_string(source).render(variables)
+        output = _compiled(env, source).render(variables)
     except jinja2.TemplateSyntaxError as exc:
         raise TemplateError(f"syntax error on line {exc.lineno}: {exc.message}") from exc
     except jinja2.UndefinedError as exc:

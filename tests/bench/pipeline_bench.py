@@ -1,0 +1,120 @@
+"""End-to-end reminder benchmark (issue 5): reminders falling due at a steady rate (default 500/s for 60 s,
+half e-mail, half SMS) through booking's outbox → relay → Kafka → scheduler → Kafka → the streams worker
+(a real Faust process) → the SMTP sink and the SMS server. Lateness = arrival at the sink - remind_at;
+lost and duplicated are counted at the sinks by recipient.
+
+Standalone: `uv run python -m tests.bench.pipeline_bench --rate 100 --seconds 10`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import datetime as dt
+import shutil
+import tempfile
+import time
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from apptremind_devstack.kafka import KafkaBroker
+from apptremind_devstack.ports import free_port
+from apptremind_devstack.postgres import PostgresServer
+from apptremind_devstack.sms_server import SmsServer
+from apptremind_devstack.smtp_sink import SmtpSink
+from apptremind_platform.topics import ensure_topics
+from tests.fixtures.pipeline import request_reminders, running_pipeline
+
+LEAD_S = 15.0  # requests are all written before the first one falls due
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    rate: int
+    seconds: int
+    reminders: int
+    delivered: int
+    lost: int
+    duplicates: int
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    drained_s: float
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_pipeline(
+    postgres: PostgresServer, kafka: KafkaBroker, work: Path, rate: int = 500, seconds: int = 60
+) -> PipelineResult:
+    async with AsyncExitStack() as stack:
+        sink = stack.enter_context(SmtpSink(keep_messages=True))
+        sms = SmsServer(port=free_port())
+        sms.start()
+        stack.callback(sms.stop)
+        pipeline = await running_pipeline(stack, postgres, kafka, sink, work, sms=sms)
+        first = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=LEAD_S)
+        total = rate * seconds
+        due = [first + dt.timedelta(seconds=i / rate) for i in range(total)]
+        recipients = await request_reminders(pipeline, due, channels=("email", "sms"))
+        due_of = dict(zip(recipients, due, strict=True))
+        assert dt.datetime.now(dt.UTC) < first, "writing the requests took longer than the lead time"
+
+        last_due = due[-1]
+        deadline = time.monotonic() + LEAD_S + seconds + 300
+        while True:
+            arrived = len(sink.messages()) + len(sms.messages())
+            if arrived >= total or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3)  # late duplicates, if any
+        drained = (dt.datetime.now(dt.UTC) - last_due).total_seconds()
+
+        arrivals: list[tuple[str, dt.datetime]] = [
+            (to, m.received_at) for m in sink.messages() for to in m.envelope_to
+        ] + [(m.to, m.date_created) for m in sms.messages()]
+        seen = collections.Counter(r for r, _ in arrivals)
+        first_arrival: dict[str, dt.datetime] = {}
+        for r, at in sorted(arrivals, key=lambda a: a[1]):
+            first_arrival.setdefault(r, at)
+        lateness = [(at - due_of[r]).total_seconds() * 1000 for r, at in first_arrival.items() if r in due_of]
+        return PipelineResult(
+            rate=rate,
+            seconds=seconds,
+            reminders=total,
+            delivered=len(first_arrival),
+            lost=len(set(recipients) - set(first_arrival)),
+            duplicates=sum(n - 1 for n in seen.values() if n > 1),
+            p50_ms=pct(lateness, 0.50) if lateness else float("nan"),
+            p99_ms=pct(lateness, 0.99) if lateness else float("nan"),
+            max_ms=max(lateness) if lateness else float("nan"),
+            drained_s=drained,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=int, default=500)
+    parser.add_argument("--seconds", type=int, default=60)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="apptremind-pipeline-bench-"))
+    pg = PostgresServer(work / "pg", port=free_port(), durable=True)
+    kafka = KafkaBroker(work / "kafka", port=free_port(), controller_port=free_port(), log_level="WARN")
+    try:
+        pg.start()
+        kafka.start()
+        ensure_topics(kafka.bootstrap_servers)
+        print(asyncio.run(run_pipeline(pg, kafka, work, args.rate, args.seconds)))
+    finally:
+        kafka.stop()
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,6 +1,7 @@
 """`apptremind-streams`: creates the pipeline's topics if missing, then runs the Faust worker.
 
-Extra arguments go to `faust worker` (e.g. `apptremind-streams --without-web`).
+Extra arguments go to `faust worker`. The worker serves no web port (`--without-web`): health is the process
+and its consumer group, and Faust's default port 6066 would collide between workers on one host.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def main() -> None:
     # Imported after the topics exist: the module builds the Faust app and its agents.
     from .app import app
 
-    sys.argv = [sys.argv[0], "worker", "-l", settings.streams_log_level, *sys.argv[1:]]
+    sys.argv = [sys.argv[0], "worker", "--without-web", "-l", settings.streams_log_level, *sys.argv[1:]]
     app.main()
 
 

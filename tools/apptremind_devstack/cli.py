@@ -13,10 +13,11 @@ _EPILOG = f"""\
 state directory: <repo>/.stack, or ${STATE_DIR_ENV}
 ports (defaults in brackets), each overridable by the environment:
   APPTREMIND_PG_PORT [15432]   APPTREMIND_KAFKA_PORT [19092]   APPTREMIND_KAFKA_CONTROLLER_PORT [19093]
-  APPTREMIND_EDGE_PORT [8080]
+  APPTREMIND_EDGE_PORT [8080]   APPTREMIND_SMTP_SINK_PORT [2525]   APPTREMIND_SMS_SERVER_PORT [8090]
   APPTREMIND_<SVC>_GRPC_PORT [50051..50057]   APPTREMIND_<SVC>_HTTP_PORT [9101..9107]
   APPTREMIND_<SVC>_RELAY_HTTP_PORT [9201..9207]   with <SVC> one of {", ".join(s.upper() for s in SERVICES)}
 APPTREMIND_PG_DSN uses an existing Postgres (superuser DSN) instead of starting one.
+APPTREMIND_SCHEDULER_WORKERS sets the scheduler's worker tasks (its DB pool grows to workers + 4).
 """
 
 

@@ -264,7 +264,7 @@ class SmsServer:
         return JSONResponse(_message_json(found))
 
     async def _dev_inbound(self, request: Request) -> Response:
-        form = await request.form()
+        form = await _form(request)
         result = await self._post_inbound(
             str(form.get("From", "")),
             str(form.get("To", "")),

@@ -1,14 +1,17 @@
 """The local stack behind ``make up`` / ``make down`` / ``make status``.
 
-Postgres, Kafka, every service process with its outbox relay, and the GraphQL edge, all on 127.0.0.1 and
-all remembered in one state directory (``<repo>/.stack``, or ``$APPTREMIND_STACK_DIR``) so that a later
-command, from another shell, can report on them or stop them.
+Postgres, Kafka, the dev SMTP sink and SMS server, every service process with its outbox relay, the
+reminder pipeline's stream worker, and the GraphQL edge, all on 127.0.0.1 and all remembered in one state
+directory (``<repo>/.stack``, or ``$APPTREMIND_STACK_DIR``) so that a later command, from another shell,
+can report on them or stop them.
 
 State directory layout::
 
     stack.json      ports of the stack as launched (read by status, and by up while anything still runs)
-    secrets.json    generated database passwords, mode 0600, created once and reused
+    secrets.json    generated database passwords and the SMS account's auth token, mode 0600, reused
     data/postgres   the Postgres cluster          data/kafka   the Kafka metadata log and topic data
+    data/streams    the Faust worker's data dir   smtp-sink/   the SMTP sink's certificate (its own CA)
+    mail/           every mail the SMTP sink accepted, one .eml file each
     logs/<name>.log one log per process           <name>.pid / postgres.pgdata   procs.py records
 """
 
@@ -20,6 +23,7 @@ import importlib.util
 import json
 import os
 import secrets
+import smtplib
 import sys
 import time
 import urllib.error
@@ -56,6 +60,8 @@ PG_PORT = ("APPTREMIND_PG_PORT", 15432)
 KAFKA_PORT = ("APPTREMIND_KAFKA_PORT", 19092)
 KAFKA_CONTROLLER_PORT = ("APPTREMIND_KAFKA_CONTROLLER_PORT", 19093)
 EDGE_PORT = ("APPTREMIND_EDGE_PORT", 8080)
+SMTP_SINK_PORT = ("APPTREMIND_SMTP_SINK_PORT", 2525)
+SMS_SERVER_PORT = ("APPTREMIND_SMS_SERVER_PORT", 8090)
 GRPC_PORT_BASE = 50051
 SIDE_PORT_BASE = 9101
 RELAY_PORT_BASE = 9201
@@ -63,8 +69,26 @@ RELAY_PORT_BASE = 9201
 POSTGRES = "postgres"
 KAFKA = "kafka"
 EDGE = "edge"
+SMTP_SINK = "smtp-sink"
+SMS_SERVER = "sms-server"
+STREAMS = "streams"
 EDGE_MODULE = "apptremind_edge.app"
 RELAY_MODULE = "apptremind_platform.relay_cli"
+SMTP_SINK_MODULE = "apptremind_devstack.smtp_sink"
+SMS_SERVER_MODULE = "apptremind_devstack.sms_server"
+STREAMS_MODULE = "apptremind_streams.worker"
+# The Faust app id, which is also the worker's Kafka consumer group.
+STREAMS_GROUP = "apptremind-streams"
+# The service whose database and settings the stream worker shares.
+STREAMS_SERVICE = "notification"
+# The edge's SMS webhooks (edge/apptremind_edge/webhooks.py).
+SMS_STATUS_PATH = "/webhooks/twilio/status"
+SMS_INBOUND_PATH = "/webhooks/twilio/inbound"
+# Outside the scheduler's worker tasks, the RPCs and the reminder consumer need connections of their own
+# (services/scheduler/README.md).
+SCHEDULER_POOL_HEADROOM = 4
+# Any account id: the SMS server refuses a lookup without credentials before it looks at the account.
+SMS_PROBE_ACCOUNT = "AC" + "0" * 32
 
 
 class StackError(RuntimeError):
@@ -100,6 +124,20 @@ def _env_port(name: str, default: int, env: Mapping[str, str]) -> int:
     return port
 
 
+def scheduler_pool_max(env: Mapping[str, str]) -> int:
+    """The scheduler's APPTREMIND_DB_POOL_MAX: the one asked for, raised to its workers plus headroom."""
+    values: dict[str, int] = {}
+    for name, default in (("APPTREMIND_SCHEDULER_WORKERS", 2), ("APPTREMIND_DB_POOL_MAX", 10)):
+        raw = env.get(name, "").strip()
+        try:
+            values[name] = int(raw) if raw else default
+        except ValueError:
+            raise StackError(f"{name}={raw!r} is not a number") from None
+    return max(
+        values["APPTREMIND_DB_POOL_MAX"], values["APPTREMIND_SCHEDULER_WORKERS"] + SCHEDULER_POOL_HEADROOM
+    )
+
+
 def mask_password(dsn: str) -> str:
     """The DSN with its password replaced by ``****`` (it is printed and written to stack.json)."""
     parts = urlsplit(dsn)
@@ -114,16 +152,23 @@ def mask_password(dsn: str) -> str:
 
 @dataclass(frozen=True)
 class Component:
-    """One Python process of the stack (a service, a relay or the edge) and its ports."""
+    """One Python process of the stack and its ports.
+
+    Kinds: "service", "relay", "edge" (each with /readyz on ``http_port``), "smtp" (the SMTP sink on
+    ``port``), "sms" (the Twilio-shaped API on ``http_port``) and "streams" (the Faust worker: no port).
+    """
 
     name: str  # the record name in the state directory and the log file's stem
-    kind: str  # "service", "relay" or "edge"
+    kind: str
     module: str  # run as `python -m <module>`
-    http_port: int  # the side port (the edge serves /healthz, /readyz and /graphql on it)
+    http_port: int | None = None  # the side port (the edge serves /healthz, /readyz and /graphql on it)
     service: str | None = None
     grpc_port: int | None = None
+    port: int | None = None  # a plain TCP port (SMTP)
 
     def url(self, path: str) -> str:
+        if self.http_port is None:
+            raise ValueError(f"{self.name} has no HTTP port")
         return f"http://{HOST}:{self.http_port}{path}"
 
     @property
@@ -142,6 +187,9 @@ class Layout:
     grpc_ports: dict[str, int]
     side_ports: dict[str, int]
     relay_ports: dict[str, int]
+    # Defaults only so that a stack.json written before these existed still loads.
+    smtp_port: int = SMTP_SINK_PORT[1]
+    sms_port: int = SMS_SERVER_PORT[1]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Layout:
@@ -159,6 +207,8 @@ class Layout:
             relay_ports={
                 s: _env_port(relay_port_env(s), RELAY_PORT_BASE + i, env) for i, s in enumerate(SERVICES)
             },
+            smtp_port=_env_port(*SMTP_SINK_PORT, env),
+            sms_port=_env_port(*SMS_SERVER_PORT, env),
         )
         ports = layout.all_ports()
         duplicates = sorted({p for p in ports if ports.count(p) > 1})
@@ -179,6 +229,8 @@ class Layout:
             *self.grpc_ports.values(),
             *self.side_ports.values(),
             *self.relay_ports.values(),
+            self.smtp_port,
+            self.sms_port,
         ]
 
     @property
@@ -189,9 +241,24 @@ class Layout:
         """The edge's APPTREMIND_SERVICE_TARGETS: ``auth=127.0.0.1:50051,business=...``."""
         return ",".join(f"{s}={HOST}:{self.grpc_ports[s]}" for s in SERVICES)
 
+    def grpc_target(self, service: str) -> str:
+        return f"{HOST}:{self.grpc_ports[service]}"
+
+    @property
+    def edge_url(self) -> str:
+        return f"http://{HOST}:{self.edge_port}"
+
+    @property
+    def sms_base_url(self) -> str:
+        return f"http://{HOST}:{self.sms_port}"
+
     def components(self, *, edge: bool) -> list[Component]:
-        """Launch order: each service followed by its relay, the edge last (``down`` stops in reverse)."""
-        found: list[Component] = []
+        """Launch order: the SMTP sink and SMS server (the providers), each service followed by its relay,
+        the stream worker, the edge last (``down`` stops in reverse)."""
+        found: list[Component] = [
+            Component(name=SMTP_SINK, kind="smtp", module=SMTP_SINK_MODULE, port=self.smtp_port),
+            Component(name=SMS_SERVER, kind="sms", module=SMS_SERVER_MODULE, http_port=self.sms_port),
+        ]
         for service in SERVICES:
             found.append(
                 Component(
@@ -212,6 +279,7 @@ class Layout:
                     service=service,
                 )
             )
+        found.append(Component(name=STREAMS, kind="streams", module=STREAMS_MODULE, service=STREAMS_SERVICE))
         if edge:
             found.append(Component(name=EDGE, kind="edge", module=EDGE_MODULE, http_port=self.edge_port))
         return found
@@ -242,6 +310,23 @@ class StateDir:
     @property
     def kafka_data(self) -> Path:
         return self.root / "data" / "kafka"
+
+    @property
+    def streams_data(self) -> Path:
+        return self.root / "data" / "streams"
+
+    @property
+    def smtp_cert_dir(self) -> Path:
+        return self.root / "smtp-sink"
+
+    @property
+    def smtp_ca_file(self) -> Path:
+        # The name SmtpSink gives the self-signed certificate it writes into its cert dir at start.
+        return self.smtp_cert_dir / "smtp-sink.crt"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.root / "mail"
 
     def log(self, name: str) -> Path:
         return self.logs / f"{name}.log"
@@ -316,6 +401,9 @@ class Secrets:
     postgres_password: str
     runtime_passwords: dict[str, str]
     migrator_passwords: dict[str, str]
+    # The dev SMS account's auth token: the SMS server checks API calls and signs webhooks with it, the
+    # stream worker sends with it, the edge and notification-service verify webhooks with it.
+    sms_auth_token: str
 
 
 def _new_password() -> str:
@@ -332,9 +420,10 @@ def load_or_create_secrets(path: Path) -> tuple[Secrets, bool]:
         data = {}
         created = True
     changed = created
-    if not data.get("postgres_password"):
-        data["postgres_password"] = _new_password()
-        changed = True
+    for key in ("postgres_password", "sms_auth_token"):
+        if not data.get(key):
+            data[key] = _new_password()
+            changed = True
     for key in ("runtime_passwords", "migrator_passwords"):
         passwords: dict[str, str] = data.setdefault(key, {})
         for service in SERVICES:
@@ -351,7 +440,12 @@ def load_or_create_secrets(path: Path) -> tuple[Secrets, bool]:
             fh.write("\n")
         tmp.replace(path)
     return (
-        Secrets(data["postgres_password"], dict(data["runtime_passwords"]), dict(data["migrator_passwords"])),
+        Secrets(
+            data["postgres_password"],
+            dict(data["runtime_passwords"]),
+            dict(data["migrator_passwords"]),
+            data["sms_auth_token"],
+        ),
         created,
     )
 
@@ -386,8 +480,62 @@ def grpc_health(target: str, timeout: float = 1.0) -> str:
         return name
 
 
-def probe(component: Component) -> tuple[bool, str]:
-    """Whether a component is ready, and a short word on why not."""
+def smtp_ready(port: int, timeout: float = 2.0) -> tuple[bool, str]:
+    """An SMTP greeting and a NOOP answered 250, and STARTTLS offered (the stream worker requires it)."""
+    try:
+        with smtplib.SMTP(HOST, port, timeout=timeout) as client:
+            client.ehlo()
+            if not client.has_extn("starttls"):
+                return False, "STARTTLS not offered"
+            code, _ = client.noop()
+    except (OSError, smtplib.SMTPException) as exc:
+        return False, f"no SMTP answer: {type(exc).__name__}"
+    return (True, "ready") if code == 250 else (False, f"NOOP answered {code}")
+
+
+def sms_api_ready(base_url: str, timeout: float = 1.0) -> tuple[bool, str]:
+    """The server answers a message lookup without credentials with Twilio's 401 error JSON (code 20003)."""
+    url = f"{base_url}/2010-04-01/Accounts/{SMS_PROBE_ACCOUNT}/Messages/SM0.json"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return False, f"an unauthenticated lookup answered {response.status}"
+    except urllib.error.HTTPError as exc:
+        try:
+            code = json.loads(exc.read()).get("code")
+        except ValueError:
+            code = None
+        if exc.code == 401 and code == 20003:
+            return True, "ready"
+        return False, f"answers {exc.code} (Twilio code {code})"
+    except (OSError, ValueError):
+        return False, "no answer"
+
+
+def consumer_group_state(bootstrap_servers: str, group: str, timeout: float = 3.0) -> str:
+    """The Kafka consumer group's state, e.g. ``STABLE`` or ``EMPTY`` (no member)."""
+    from confluent_kafka.admin import AdminClient
+
+    # log_level 0: librdkafka would print every failed connect to our stdout.
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "log_level": 0})
+    try:
+        [description] = admin.describe_consumer_groups([group], request_timeout=timeout).values()
+        name: str = description.result(timeout=timeout).state.name
+    except Exception as exc:  # KafkaException carries the librdkafka reason
+        return f"unknown ({exc})"
+    return name
+
+
+def probe(component: Component, bootstrap_servers: str) -> tuple[bool, str]:
+    """Whether a component is ready, and a short word on why not (its process is known to be alive)."""
+    if component.kind == "smtp":
+        assert component.port is not None
+        return smtp_ready(component.port)
+    if component.kind == "sms":
+        return sms_api_ready(component.url(""))
+    if component.kind == "streams":
+        # The worker serves no port; a member of its group that got its partitions is the best sign of life.
+        state = consumer_group_state(bootstrap_servers, STREAMS_GROUP)
+        return (True, "ready") if state == "STABLE" else (False, f"consumer group {state}")
     status = http_status(component.url("/readyz"))
     if status != 200:
         return False, "no answer on /readyz" if status is None else f"/readyz answers {status}"
@@ -476,10 +624,16 @@ class Stack:
         admin_dsn = postgres.dsn("postgres")
         self._prepare_databases(admin_dsn, stack_secrets, layout)
 
+        started = {c.name for c in to_start}
+        if SMTP_SINK in started and STREAMS in running:
+            self.say(
+                f"note: the running {STREAMS} worker trusts the SMTP sink's previous certificate; "
+                "`make down && make up` restarts both"
+            )
         for component in to_start:
             procs.start_process(
                 component.name,
-                [sys.executable, "-m", component.module],
+                self._argv(component, stack_secrets),
                 self._env(component, layout, admin_dsn, stack_secrets),
                 self.state.log(component.name),
                 root,
@@ -506,6 +660,28 @@ class Stack:
             found.append(component)
         return found
 
+    def _argv(self, component: Component, stack_secrets: Secrets) -> list[str]:
+        argv = [sys.executable, "-m", component.module]
+        if component.kind == "smtp":
+            assert component.port is not None
+            # A certificate is made at every start; the stream worker trusts it through its CA file.
+            argv += [
+                "--port",
+                str(component.port),
+                "--cert-dir",
+                str(self.state.smtp_cert_dir),
+                "--eml-dir",
+                str(self.state.mail_dir),
+            ]
+        elif component.kind == "sms":
+            assert component.http_port is not None
+            argv += ["--port", str(component.http_port), "--auth-token", stack_secrets.sms_auth_token]
+        elif component.kind == "streams":
+            # `faust worker` starts its web server on 0.0.0.0:6066 even with web_enabled=False; the
+            # agents need none, and a second worker on the machine (a test run) would fail to bind it.
+            argv.append("--without-web")
+        return argv
+
     def _check_ports_free(
         self,
         layout: Layout,
@@ -525,9 +701,21 @@ class Stack:
             ]
         for component in to_start:
             if component.kind == "edge":
+                assert component.http_port is not None
                 wanted.append((component.http_port, EDGE_PORT[0]))
                 continue
+            if component.kind == "smtp":
+                assert component.port is not None
+                wanted.append((component.port, SMTP_SINK_PORT[0]))
+                continue
+            if component.kind == "sms":
+                assert component.http_port is not None
+                wanted.append((component.http_port, SMS_SERVER_PORT[0]))
+                continue
+            if component.kind == "streams":
+                continue
             assert component.service is not None
+            assert component.http_port is not None
             if component.kind == "service":
                 assert component.grpc_port is not None
                 wanted.append((component.grpc_port, grpc_port_env(component.service)))
@@ -571,10 +759,15 @@ class Stack:
             # Where every service fetches the signing keys that verify access tokens.
             "APPTREMIND_AUTH_TARGET": f"127.0.0.1:{layout.grpc_ports['auth']}",
         }
+        if component.kind in ("smtp", "sms"):
+            return env
         if component.kind == "edge":
             env |= {
                 "APPTREMIND_EDGE_PORT": str(component.http_port),
                 "APPTREMIND_SERVICE_TARGETS": layout.service_targets(),
+                # The SMS server signs its webhooks over the URL it posts to, which is the edge itself.
+                "APPTREMIND_EDGE_SMS_AUTH_TOKEN": stack_secrets.sms_auth_token,
+                "APPTREMIND_EDGE_PUBLIC_BASE_URL": layout.edge_url,
             }
             return env
         from apptremind_platform.db_bootstrap import ServiceDatabase
@@ -585,15 +778,45 @@ class Stack:
             stack_secrets.runtime_passwords[component.service],
             stack_secrets.migrator_passwords[component.service],
         )
+        env["APPTREMIND_DATABASE_URL"] = db.runtime_dsn(admin_dsn)
+        if component.kind == "streams":
+            return env | self._streams_env(layout, stack_secrets)
         env |= {
             "APPTREMIND_SERVICE_NAME": component.service,
-            "APPTREMIND_DATABASE_URL": db.runtime_dsn(admin_dsn),
             "APPTREMIND_GRPC_HOST": HOST,
             "APPTREMIND_HTTP_PORT": str(component.http_port),
         }
         if component.grpc_port is not None:
             env["APPTREMIND_GRPC_PORT"] = str(component.grpc_port)
+        if component.kind == "service" and component.service == "notification":
+            env |= {
+                "APPTREMIND_BOOKING_TARGET": layout.grpc_target("booking"),
+                "APPTREMIND_SMS_AUTH_TOKEN": stack_secrets.sms_auth_token,
+            }
+        if component.kind == "service" and component.service == "scheduler":
+            env["APPTREMIND_DB_POOL_MAX"] = str(scheduler_pool_max(os.environ))
         return env
+
+    def _streams_env(self, layout: Layout, stack_secrets: Secrets) -> dict[str, str]:
+        """The stream worker's settings: notification's (its database is set by the caller), the providers
+        of this stack, and a Faust data directory inside the state directory."""
+        from .sms_server import DEFAULT_ACCOUNT_SID
+
+        self.state.streams_data.mkdir(parents=True, exist_ok=True)
+        # Without the edge nothing could receive the SMS server's status callbacks.
+        callback = f"{layout.edge_url}{SMS_STATUS_PATH}" if _module_exists(EDGE_MODULE) else ""
+        return {
+            "APPTREMIND_BOOKING_TARGET": layout.grpc_target("booking"),
+            "APPTREMIND_SMTP_HOST": HOST,
+            "APPTREMIND_SMTP_PORT": str(layout.smtp_port),
+            "APPTREMIND_SMTP_CA_FILE": str(self.state.smtp_ca_file),
+            "APPTREMIND_SMS_BASE_URL": layout.sms_base_url,
+            "APPTREMIND_SMS_ACCOUNT_SID": DEFAULT_ACCOUNT_SID,
+            "APPTREMIND_SMS_AUTH_TOKEN": stack_secrets.sms_auth_token,
+            "APPTREMIND_SMS_STATUS_CALLBACK_URL": callback,
+            "APPTREMIND_STREAMS_APP_ID": STREAMS_GROUP,
+            "APPTREMIND_STREAMS_DATA_DIR": str(self.state.streams_data),
+        }
 
     def _finish(
         self,
@@ -605,7 +828,7 @@ class Stack:
         *,
         cold: bool,
     ) -> int:
-        failures = self._wait_healthy(components, began + timeout, progress=cold)
+        failures = self._wait_healthy(components, layout, began + timeout, progress=cold)
         if failures:
             for component, reason in failures:
                 log = self.state.log(component.name)
@@ -624,7 +847,7 @@ class Stack:
         return 0
 
     def _wait_healthy(
-        self, components: list[Component], deadline: float, *, progress: bool
+        self, components: list[Component], layout: Layout, deadline: float, *, progress: bool
     ) -> list[tuple[Component, str]]:
         pending = {c.name: c for c in components}
         reasons = dict.fromkeys(pending, "not checked yet")
@@ -640,7 +863,7 @@ class Stack:
                     # so one report shows every casualty, but do not sit out the whole timeout.
                     deadline = min(deadline, time.monotonic() + _GRACE_AFTER_FAILURE_S)
                     continue
-                ready, reasons[name] = probe(component)
+                ready, reasons[name] = probe(component, layout.bootstrap_servers)
                 if ready:
                     del pending[name]
                     if progress:
@@ -669,15 +892,29 @@ class Stack:
                 ]
             elif component.kind == "relay":
                 rows.append((component.name, "metrics", component.url("/metrics")))
+            elif component.kind == "smtp":
+                rows += [
+                    (component.name, "SMTP+STARTTLS", f"{HOST}:{component.port}"),
+                    (component.name, "CA file", str(self.state.smtp_ca_file)),
+                    (component.name, "mail", f"{self.state.mail_dir}/*.eml"),
+                ]
+            elif component.kind == "sms":
+                rows.append((component.name, "Twilio API", component.url("/2010-04-01")))
+            elif component.kind == "streams":
+                rows.append(
+                    (component.name, "consumer group", f"{STREAMS_GROUP} on {layout.bootstrap_servers}")
+                )
             else:
                 rows += [
                     (component.name, "GraphQL", component.url("/graphql")),
                     (component.name, "healthz", component.url("/healthz")),
                     (component.name, "readyz", component.url("/readyz")),
+                    (component.name, "SMS status", component.url(SMS_STATUS_PATH)),
+                    (component.name, "SMS replies", component.url(SMS_INBOUND_PATH)),
                 ]
         rows += [
             ("logs", "directory", str(self.state.logs)),
-            ("secrets", "file", f"{self.state.secrets_file} (DB passwords)"),
+            ("secrets", "file", f"{self.state.secrets_file} (DB passwords, SMS auth token)"),
         ]
         self._table(("COMPONENT", "WHAT", "ADDRESS"), rows)
         scheduler = next((c for c in components if c.name == "scheduler"), None)
@@ -765,10 +1002,11 @@ class Stack:
             add(POSTGRES, f"{HOST}:{layout.pg_port}", lambda: self._postgres_ready(layout))
         add(KAFKA, layout.bootstrap_servers, lambda: _kafka_ready(layout.bootstrap_servers))
         for component in components:
-            address = component.grpc_target or component.url(
-                "/graphql" if component.kind == "edge" else "/metrics"
+            add(
+                component.name,
+                _address(component, layout),
+                functools.partial(probe, component, layout.bootstrap_servers),
             )
-            add(component.name, address, functools.partial(probe, component))
         self._table(("COMPONENT", "PID", "PROCESS", "READY", "ADDRESS"), rows)
         self.say(f"\nlogs: {self.state.logs}")
         if not records:
@@ -787,6 +1025,19 @@ class Stack:
         except (OSError, KeyError, ValueError, psycopg.Error) as exc:
             return False, f"no login: {type(exc).__name__}"
         return True, "ready"
+
+
+def _address(component: Component, layout: Layout) -> str:
+    """The one address `status` shows for a component."""
+    if component.grpc_target is not None:
+        return component.grpc_target
+    if component.kind == "smtp":
+        return f"smtp://{HOST}:{component.port}"
+    if component.kind == "sms":
+        return component.url("")
+    if component.kind == "streams":
+        return f"group {STREAMS_GROUP}"
+    return component.url("/graphql" if component.kind == "edge" else "/metrics")
 
 
 def _kafka_ready(bootstrap_servers: str) -> tuple[bool, str]:

@@ -19,11 +19,63 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 - name: APPTREMIND_KAFKA_BOOTSTRAP_SERVERS
   value: {{ .root.Values.kafka.bootstrapServers | quote }}
 - name: APPTREMIND_SERVICE_NAME
-  value: {{ .name | quote }}
+  value: {{ .serviceName | default .name | quote }}
 - name: APPTREMIND_LOG_LEVEL
   value: {{ .root.Values.logLevel | quote }}
 - name: APPTREMIND_OTEL_EXPORTER
   value: {{ .root.Values.otelExporter | quote }}
 - name: APPTREMIND_HTTP_PORT
   value: {{ .root.Values.sidePort | quote }}
+{{- end }}
+
+{{- define "apptremind.smsAuthToken" -}}
+valueFrom:
+  secretKeyRef:
+    name: {{ .Values.existingSecret }}
+    key: sms-auth-token
+{{- end }}
+
+{{/* notification-service's own settings, shared by the service and the stream worker. */}}
+{{- define "apptremind.notificationEnv" -}}
+- name: APPTREMIND_BOOKING_TARGET
+  value: {{ .Values.notification.bookingTarget | default (printf "booking:%v" .Values.services.booking.grpcPort) | quote }}
+- name: APPTREMIND_SMS_AUTH_TOKEN
+  {{- include "apptremind.smsAuthToken" . | nindent 2 }}
+{{- end }}
+
+{{/* The providers the stream worker sends through (services/notification/apptremind_notification/channels). */}}
+{{- define "apptremind.providerEnv" -}}
+{{- $smtp := .Values.providers.smtp -}}
+{{- $sms := .Values.providers.sms -}}
+- name: APPTREMIND_SMTP_HOST
+  value: {{ $smtp.host | quote }}
+- name: APPTREMIND_SMTP_PORT
+  value: {{ $smtp.port | quote }}
+- name: APPTREMIND_SMTP_STARTTLS
+  value: {{ $smtp.starttls | quote }}
+- name: APPTREMIND_SMTP_SENDER
+  value: {{ $smtp.sender | quote }}
+- name: APPTREMIND_SMTP_CA_FILE
+  value: {{ $smtp.caFile | quote }}
+{{- if $smtp.username }}
+- name: APPTREMIND_SMTP_USERNAME
+  value: {{ $smtp.username | quote }}
+- name: APPTREMIND_SMTP_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.existingSecret }}
+      key: smtp-password
+{{- end }}
+- name: APPTREMIND_SMS_BASE_URL
+  value: {{ $sms.baseUrl | quote }}
+{{- with $sms.accountSid }}
+- name: APPTREMIND_SMS_ACCOUNT_SID
+  value: {{ . | quote }}
+{{- end }}
+{{- with $sms.sender }}
+- name: APPTREMIND_SMS_SENDER
+  value: {{ . | quote }}
+{{- end }}
+- name: APPTREMIND_SMS_STATUS_CALLBACK_URL
+  value: {{ if .Values.edge.publicBaseUrl }}{{ printf "%s/webhooks/twilio/status" (trimSuffix "/" .Values.edge.publicBaseUrl) | quote }}{{ else }}""{{ end }}
 {{- end }}

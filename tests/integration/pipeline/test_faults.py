@@ -11,6 +11,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
+import os
+import subprocess
+import sys
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -22,7 +26,8 @@ from apptremind_devstack.ports import free_port
 from apptremind_devstack.postgres import PostgresServer
 from apptremind_devstack.smtp_sink import SmtpSink
 from apptremind_platform.topics import ensure_topics
-from tests.fixtures.pipeline import request_reminders, running_pipeline
+from tests.fixtures.db import ServiceDb
+from tests.fixtures.pipeline import Pipeline, request_reminders, running_pipeline
 from tests.fixtures.streams import StreamsWorker
 
 
@@ -107,3 +112,74 @@ async def test_an_smtp_server_failing_half_the_time_still_gets_everything_once(
     assert set(seen) == set(recipients)
     assert [r for r, n in seen.items() if n > 1] == []
     assert sink.rejected > 100  # the failures really happened and were retried
+
+
+def scheduler_process(
+    pipeline: Pipeline, broker: KafkaBroker, log: Path, group: str
+) -> subprocess.Popen[bytes]:
+    """scheduler-service as its own process (`python -m apptremind_scheduler.bootstrap`), so it can be killed."""
+    env = {
+        **os.environ,
+        "APPTREMIND_DATABASE_URL": pipeline.scheduler_db.dsn,
+        "APPTREMIND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "APPTREMIND_GRPC_PORT": str(free_port()),
+        "APPTREMIND_HTTP_PORT": str(free_port()),
+        "APPTREMIND_CONSUMER_GROUP": group,
+        "APPTREMIND_CONSUMER_OFFSET_RESET": "earliest",
+        "APPTREMIND_SCHEDULER_WORKERS": "1",
+        "APPTREMIND_SCHEDULER_BATCH_SIZE": "2000",
+        "APPTREMIND_SCHEDULER_LEASE_S": "6",
+        "APPTREMIND_SCHEDULER_PUBLISH_TIMEOUT_S": "5",
+        "APPTREMIND_LOG_LEVEL": "warning",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "apptremind_scheduler.bootstrap"],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+async def test_a_scheduler_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
+    postgres: PostgresServer, broker: KafkaBroker, stack: AsyncExitStack, tmp_path: Path
+) -> None:
+    sink = stack.enter_context(SmtpSink())
+    pipeline = await running_pipeline(stack, postgres, broker, sink, tmp_path, with_scheduler=False)
+    group = f"scheduler-{uuid.uuid4().hex[:6]}"
+    first = scheduler_process(pipeline, broker, tmp_path / "scheduler.log", group)
+    try:
+        # 3,000 reminders due at one instant: the worker claims 2,000 at once and is killed holding them.
+        now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+        recipients = await request_reminders(pipeline, [now] * 3000)
+        running = await until_jobs_running(pipeline.scheduler_db, timeout_s=120)
+        first.kill()  # SIGKILL, mid-batch: no drain, no completion, leases left behind
+        first.wait()
+    finally:
+        if first.poll() is None:
+            first.kill()
+    left_running = pipeline.scheduler_db.execute("SELECT count(*) FROM job WHERE state = 'running'")[0][0]
+
+    second = scheduler_process(pipeline, broker, tmp_path / "scheduler.log", group)
+    try:
+        await delivered(sink, set(recipients), pipeline.worker, timeout_s=300)
+        await asyncio.sleep(5)
+    finally:
+        second.terminate()
+        second.wait(30)
+    seen = counts(sink)
+    assert running > 0 and left_running > 0, (running, left_running)  # the kill did strand a claimed batch
+    assert set(seen) == set(recipients)
+    assert [r for r, n in seen.items() if n > 1] == []
+    # The stranded jobs were reclaimed after their lease expired, not lost.
+    assert pipeline.scheduler_db.execute("SELECT count(*) FROM job WHERE state <> 'completed'") == [(0,)]
+
+
+async def until_jobs_running(db: ServiceDb, timeout_s: float) -> int:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        [(running,)] = db.execute("SELECT count(*) FROM job WHERE state = 'running'")
+        if running:
+            return int(running)  # type: ignore[call-overload]
+        assert asyncio.get_running_loop().time() < deadline, "the scheduler never claimed a batch"
+        await asyncio.sleep(0.005)

@@ -6,12 +6,15 @@ and shapes the answer. The exported SDL lives in `edge/schema.graphql` (see `exp
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import AddValidationRules, QueryDepthLimiter
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, parse
+from strawberry.extensions import AddValidationRules, SchemaExtension, ValidationCache
+from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -60,11 +63,46 @@ Query = merge_types("Query", (HealthQuery, IdentityQuery, CatalogQuery, BookingQ
 Mutation = merge_types("Mutation", (IdentityMutation, CatalogMutation, BookingMutation))
 
 
+# Distinct operation texts whose parsed document and validation result are kept. Clients send a handful of
+# fixed operations; a bound keeps a stream of one-off texts from growing memory (they just miss).
+OPERATION_CACHE_SIZE = 256
+
+
+@functools.lru_cache(maxsize=OPERATION_CACHE_SIZE)
+def _parsed(query: str) -> DocumentNode:
+    return parse(query)
+
+
+class ParsedOperationCache(SchemaExtension):
+    """Reuses the parsed document of an operation text seen before (graphql-core never mutates it).
+
+    Unlike strawberry's ParserCache, a syntax error is left to strawberry's own parse, which turns it into
+    the operation's error result (with its `extensions.code`); raised from this hook it would escape as an
+    uncoded error. Errors are not cached, so a bad text costs what it always did.
+    """
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        if context.graphql_document is None and context.query and not context.parse_options:
+            with contextlib.suppress(GraphQLError):
+                context.graphql_document = _parsed(context.query)
+        yield
+
+
 def build_schema(max_query_depth: int = 10, max_query_complexity: int = 2000) -> strawberry.Schema:
+    # The rule classes are built once: ValidationCache keys on (schema, document, rules), so a class made per
+    # request (as QueryDepthLimiter does) would never hit. Validation depends on nothing else (variables are
+    # coerced at execution), so a cached verdict is the verdict; parsing and validating the same few
+    # operations was most of the edge's CPU per request.
+    rules: list[type[ASTValidationRule]] = [
+        create_validator(max_query_depth, None),
+        max_complexity_rule(max_query_complexity),
+    ]
     extensions: list[Any] = [
         # Factories, not instances: strawberry gives each operation its own extension objects.
-        functools.partial(QueryDepthLimiter, max_depth=max_query_depth),
-        functools.partial(AddValidationRules, [max_complexity_rule(max_query_complexity)]),
+        ParsedOperationCache,
+        functools.partial(AddValidationRules, rules),
+        functools.partial(ValidationCache, maxsize=OPERATION_CACHE_SIZE),
         ErrorCodes,
     ]
     return EdgeSchema(query=Query, mutation=Mutation, extensions=extensions)

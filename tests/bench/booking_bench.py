@@ -1,25 +1,34 @@
 """Booking benchmarks (issue 4): availability at the service and through GraphQL, and the 200-way race.
 
 Setup goes through the public API like a real business: sign-up, staff, 24 h working hours, a 30 min
-service, then 500 appointments over 14 days. The edge runs as its own uvicorn process (as deployed);
-auth, business and booking run in this process, each with its database, relay and consumer.
+service, then 500 appointments over the first 13 of the 14 queried days (a nearly full calendar: about ten
+free slots per answer). Every component runs as its own process, as deployed: the edge
+(uvicorn), auth, business and booking (`python -m apptremind_<service>.bootstrap`), one outbox relay per
+database; this process only generates load and measures, so neither distorts the other's event loop. A
+second booking process on the same database with its availability cache turned off gives the engine's
+uncached latency next to the cached one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
+import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from contextlib import AsyncExitStack
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import aiohttp
 import httpx
 
 from apptremind_devstack.kafka import KafkaBroker
@@ -27,12 +36,19 @@ from apptremind_devstack.ports import free_port, wait_for_port
 from apptremind_devstack.postgres import PostgresServer
 from apptremind_gen.apptremind.booking import v1 as booking
 from apptremind_platform.grpc_bridge import AsyncServiceClient, open_channel
-from apptremind_platform.service import ServiceRuntime
+from apptremind_platform.settings import ServiceSettings
+from apptremind_platform.topics import ensure_topics
 from tests.e2e.conftest import SPECS
-from tests.fixtures.relay import running_relay
 from tests.fixtures.services import database_for, settings_for
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+MODULES = {
+    "auth": "apptremind_auth.bootstrap",
+    "business": "apptremind_business.bootstrap",
+    "booking": "apptremind_booking.bootstrap",
+}
 
 
 @dataclass(frozen=True)
@@ -41,6 +57,11 @@ class BookingResult:
     service_p99_ms: float
     service_queries: int
     slots_per_query: int
+    appointments: int
+    # The same query at a booking process with the availability cache off (the engine on every call).
+    service_uncached_p50_ms: float
+    service_uncached_p99_ms: float
+    service_uncached_queries: int
     graphql_rps: float
     graphql_p50_ms: float
     graphql_p99_ms: float
@@ -50,6 +71,59 @@ class BookingResult:
     race_slot_taken: int
     race_total_ms: float
     race_p99_ms: float
+    # `os.getloadavg()` (1, 5, 15 min) when the measurements started and ended: the machine may be shared.
+    load_before: tuple[float, float, float]
+    load_after: tuple[float, float, float]
+
+
+def env_of(settings: ServiceSettings, **extra: str) -> dict[str, str]:
+    """The environment a service process reads the same settings from (APPTREMIND_*)."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump(exclude={"kafka"}).items():
+        env[f"APPTREMIND_{name.upper()}"] = str(value)
+    env["APPTREMIND_KAFKA_BOOTSTRAP_SERVERS"] = settings.kafka.bootstrap_servers
+    return env | extra
+
+
+class Processes:
+    """Child processes of the benchmark, stopped (SIGTERM, then SIGKILL) in reverse order."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self._log_dir = log_dir
+        self._children: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log = (self._log_dir / f"{name}.log").open("wb")
+        child = subprocess.Popen(
+            [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        self._children.append((child, log))
+
+    def stop(self) -> None:
+        for child, _ in reversed(self._children):
+            child.terminate()
+        for child, log in reversed(self._children):
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait(5)
+            log.close()
+        self._children.clear()
+
+
+def start_service(
+    processes: Processes,
+    name: str,
+    settings: ServiceSettings,
+    *,
+    relay: bool = True,
+    **extra: str,
+) -> None:
+    env = env_of(settings, APPTREMIND_LOG_LEVEL="warning", **extra)
+    if relay:
+        processes.start(f"{name}-relay", ["-m", "apptremind_platform.relay_cli"], env)
+    processes.start(name, ["-m", MODULES[settings.service_name]], env)
 
 
 def pct(values: list[float], q: float) -> float:
@@ -122,36 +196,83 @@ BOOK = """mutation($s: ID!, $start: DateTime!, $n: String!, $e: String!) { bookA
   serviceId: $s, startTime: $start, customer: {name: $n, email: $e}}) { appointment { id } } }"""
 
 
+async def service_latencies(
+    port: int, request: booking.GetAvailabilityRequest, n: int
+) -> tuple[list[float], int]:
+    """`n` sequential GetAvailability calls straight to one booking process: (milliseconds, slots)."""
+    channel = open_channel(f"127.0.0.1:{port}")
+    client = AsyncServiceClient(channel, "apptremind.booking.v1.BookingService")
+    timings: list[float] = []
+    slots = 0
+    try:
+        for _ in range(n):
+            t = time.perf_counter()
+            response = await client.call(
+                "GetAvailability", request, booking.GetAvailabilityResponse, timeout=30
+            )
+            timings.append((time.perf_counter() - t) * 1000)
+            slots = len(response.slots)
+    finally:
+        await channel.close()
+    return timings, slots
+
+
+async def graphql_load(
+    url: str, body: dict[str, Any], *, concurrency: int, total: int
+) -> tuple[list[float], float]:
+    """`total` POSTs by `concurrency` keep-alive connections: (milliseconds each, seconds overall).
+
+    aiohttp rather than httpx: its client costs far less CPU per request, and on two cores every
+    microsecond the load generator spends is taken from the system under test.
+    """
+    timings: list[float] = []
+    queue = iter(range(total))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            for _ in queue:
+                t = time.perf_counter()
+                async with session.post(url, json=body) as response:
+                    payload = await response.json()
+                if payload.get("errors") or not payload["data"]["availability"]:
+                    raise RuntimeError(payload.get("errors"))
+                timings.append((time.perf_counter() - t) * 1000)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return timings, time.perf_counter() - t0
+
+
 async def run_booking(postgres: PostgresServer, kafka: KafkaBroker, log_dir: Path) -> BookingResult:
     names = ("auth", "business", "booking")
     dbs = {n: database_for(postgres, SPECS[n]) for n in names}
     ports = {n: free_port() for n in names}
+    uncached_port = free_port()
     edge_port = free_port()
-    async with AsyncExitStack() as stack:
-        for db in dbs.values():
-            stack.enter_context(running_relay(db.dsn, kafka, idle_sleep_s=0.02))
-        runtimes = []
+    processes = Processes(log_dir)
+    with ExitStack() as stack:
+        stack.callback(processes.stop)
         for n in names:
-            runtime = ServiceRuntime(
-                SPECS[n],
+            start_service(
+                processes,
+                n,
                 settings_for(
                     SPECS[n],
                     dbs[n],
                     kafka,
                     grpc_port=ports[n],
                     auth_target=f"127.0.0.1:{ports['auth']}",
+                    # A fresh broker per run: a new group reads everything, whenever it is assigned.
                     consumer_group=f"{n}-{uuid.uuid4().hex[:6]}",
-                    consumer_offset_reset="latest",
+                    consumer_offset_reset="earliest",
                     db_pool_max=20,
                 ),
             )
-            await runtime.start()
-            await runtime.consumers_assigned()
-            runtimes.append(runtime)
-        edge = subprocess.Popen(  # noqa: ASYNC220 - started once, before any measurement
-            [sys.executable, "-m", "apptremind_edge.app"],
-            cwd=ROOT,
-            env={
+        processes.start(
+            "edge",
+            ["-m", "apptremind_edge.app"],
+            {
                 **os.environ,
                 "APPTREMIND_EDGE_PORT": str(edge_port),
                 "APPTREMIND_SERVICE_TARGETS": ",".join(f"{n}=127.0.0.1:{p}" for n, p in ports.items()),
@@ -159,115 +280,116 @@ async def run_booking(postgres: PostgresServer, kafka: KafkaBroker, log_dir: Pat
                 "APPTREMIND_EDGE_BOOKINGS_PER_BUSINESS_PER_MINUTE": "10000000",
                 "APPTREMIND_LOG_LEVEL": "warning",
             },
-            stdout=(log_dir / "edge.log").open("wb"),
-            stderr=subprocess.STDOUT,
         )
-        try:
-            wait_for_port("127.0.0.1", edge_port, 30)
-            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-            async with httpx.AsyncClient(
-                base_url=f"http://127.0.0.1:{edge_port}", limits=limits, timeout=30
-            ) as client:
-                business_id, staff, service = await setup(client)
-                day0 = dt.datetime.now(dt.UTC).replace(
-                    hour=0, minute=0, second=0, microsecond=0
-                ) + dt.timedelta(days=1)
-                frm, to = day0.isoformat(), (day0 + dt.timedelta(days=14)).isoformat()
-                for _ in range(600):  # the booking read model catches up with the catalog events
-                    try:
-                        if (await gql(client, AVAILABILITY, **{"from": frm}, to=to, s=service))[
-                            "availability"
-                        ]:
-                            break
-                    except RuntimeError:
-                        pass
-                    await asyncio.sleep(0.1)
-                # 500 appointments spread over the 14 days, one every 40 minutes.
-                booked = 0
-                i = 0
-                while booked < 500 and i < 2000:
-                    start = day0 + dt.timedelta(hours=1) + dt.timedelta(minutes=40 * i)
-                    i += 1
-                    try:
-                        await gql(
-                            client, BOOK, key=uuid.uuid4().hex, s=service, start=start.isoformat(), n=f"c{i}"
-                        )
-                        booked += 1
-                    except RuntimeError:
-                        continue
-
-                # Availability at the service: direct gRPC, one query at a time.
-                channel = open_channel(f"127.0.0.1:{ports['booking']}")
-                grpc_client = AsyncServiceClient(channel, "apptremind.booking.v1.BookingService")
-                request = booking.GetAvailabilityRequest(
-                    business_id=business_id,
-                    service_id=service,
-                    staff_id=staff,
-                    from_time=day0,
-                    to_time=day0 + dt.timedelta(days=14),
-                    time_zone="America/New_York",
+        for port in (*ports.values(), edge_port):
+            wait_for_port("127.0.0.1", port, 120)
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{edge_port}", limits=limits, timeout=30
+        ) as client:
+            business_id, staff, service = await setup(client)
+            day0 = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(
+                days=1
+            )
+            frm, to = day0.isoformat(), (day0 + dt.timedelta(days=14)).isoformat()
+            for _ in range(600):  # the booking read model catches up with the catalog events
+                try:
+                    if (await gql(client, AVAILABILITY, **{"from": frm}, to=to, s=service))["availability"]:
+                        break
+                except RuntimeError:
+                    pass
+                await asyncio.sleep(0.1)
+            # 500 appointments over 13 days, 40 minutes apart on average (on the 15 min grid, so 30 or 45),
+            # each by its own customer (the cap on pending bookings per contact would refuse a sixth one).
+            booked = 0
+            for i in range(500):
+                start = day0 + dt.timedelta(hours=1, minutes=40 * i // 15 * 15)
+                await gql(
+                    client,
+                    BOOK,
+                    key=uuid.uuid4().hex,
+                    s=service,
+                    start=start.isoformat(),
+                    n=f"c{i}",
+                    e=f"c{i}@example.com",
                 )
-                service_ms: list[float] = []
-                slots = 0
-                for _ in range(300):
-                    t = time.perf_counter()
-                    response = await grpc_client.call(
-                        "GetAvailability", request, booking.GetAvailabilityResponse
+                booked += 1
+
+            # The engine on every call: a second booking process on the same database, cache off, no relay
+            # (it writes nothing here) and a group of its own that starts at the end (the read model is full).
+            start_service(
+                processes,
+                "booking-uncached",
+                settings_for(
+                    SPECS["booking"],
+                    dbs["booking"],
+                    kafka,
+                    grpc_port=uncached_port,
+                    auth_target=f"127.0.0.1:{ports['auth']}",
+                    consumer_group=f"booking-uncached-{uuid.uuid4().hex[:6]}",
+                    consumer_offset_reset="latest",
+                ),
+                relay=False,
+                APPTREMIND_BOOKING_AVAILABILITY_CACHE_SLOTS="0",
+            )
+            wait_for_port("127.0.0.1", uncached_port, 120)
+
+            load_before = os.getloadavg()
+            # Availability at the service: direct gRPC, one query at a time.
+            request = booking.GetAvailabilityRequest(
+                business_id=business_id,
+                service_id=service,
+                staff_id=staff,
+                from_time=day0,
+                to_time=day0 + dt.timedelta(days=14),
+                time_zone="America/New_York",
+            )
+            uncached_ms, uncached_slots = await service_latencies(uncached_port, request, 100)
+            service_ms, slots = await service_latencies(ports["booking"], request, 300)
+            assert slots == uncached_slots, "the cached and the uncached process disagree"
+
+            # The same query through GraphQL over HTTP, concurrency 32, after a short warm-up.
+            concurrency, total = 32, 3000
+            body = {"query": AVAILABILITY, "variables": {"from": frm, "to": to, "s": service}}
+            url = f"http://127.0.0.1:{edge_port}/graphql"
+            await graphql_load(url, body, concurrency=concurrency, total=300)
+            graphql_ms, graphql_s = await graphql_load(url, body, concurrency=concurrency, total=total)
+
+            # The 200-way race for one free slot.
+            race_start = (day0 + dt.timedelta(days=13, hours=23)).isoformat()
+            race_ms: list[float] = []
+
+            async def racer(n: int) -> str:
+                t = time.perf_counter()
+                try:
+                    await gql(
+                        client,
+                        BOOK,
+                        key=uuid.uuid4().hex,
+                        s=service,
+                        start=race_start,
+                        n=f"r{n}",
+                        e=f"r{n}@example.com",
                     )
-                    service_ms.append((time.perf_counter() - t) * 1000)
-                    slots = len(response.slots)
-                await channel.close()
+                    return "won"
+                except RuntimeError as err:
+                    return str(err.args[0][0]["extensions"].get("reason"))
+                finally:
+                    race_ms.append((time.perf_counter() - t) * 1000)
 
-                # The same query through GraphQL over HTTP, concurrency 32.
-                concurrency, total = 32, 2000
-                graphql_ms: list[float] = []
-                queue = iter(range(total))
-
-                async def worker() -> None:
-                    for _ in queue:
-                        t = time.perf_counter()
-                        await gql(client, AVAILABILITY, **{"from": frm}, to=to, s=service)
-                        graphql_ms.append((time.perf_counter() - t) * 1000)
-
-                t0 = time.perf_counter()
-                await asyncio.gather(*(worker() for _ in range(concurrency)))
-                graphql_s = time.perf_counter() - t0
-
-                # The 200-way race for one free slot.
-                race_start = (day0 + dt.timedelta(days=13, hours=23)).isoformat()
-                race_ms: list[float] = []
-
-                async def racer(n: int) -> str:
-                    t = time.perf_counter()
-                    try:
-                        await gql(
-                            client,
-                            BOOK,
-                            key=uuid.uuid4().hex,
-                            s=service,
-                            start=race_start,
-                            n=f"r{n}",
-                            e=f"r{n}@example.com",
-                        )
-                        return "won"
-                    except RuntimeError as err:
-                        return str(err.args[0][0]["extensions"].get("reason"))
-                    finally:
-                        race_ms.append((time.perf_counter() - t) * 1000)
-
-                t0 = time.perf_counter()
-                outcomes = await asyncio.gather(*(racer(n) for n in range(200)))
-                race_total = (time.perf_counter() - t0) * 1000
-        finally:
-            edge.terminate()
-            edge.wait(20)
-            for runtime in runtimes:
-                await runtime.stop(0)
+            t0 = time.perf_counter()
+            outcomes = await asyncio.gather(*(racer(n) for n in range(200)))
+            race_total = (time.perf_counter() - t0) * 1000
+            load_after = os.getloadavg()
     return BookingResult(
         service_p50_ms=statistics.median(service_ms),
         service_p99_ms=pct(service_ms, 0.99),
         service_queries=len(service_ms),
         slots_per_query=slots,
+        appointments=booked,
+        service_uncached_p50_ms=statistics.median(uncached_ms),
+        service_uncached_p99_ms=pct(uncached_ms, 0.99),
+        service_uncached_queries=len(uncached_ms),
         graphql_rps=total / graphql_s,
         graphql_p50_ms=statistics.median(graphql_ms),
         graphql_p99_ms=pct(graphql_ms, 0.99),
@@ -277,4 +399,27 @@ async def run_booking(postgres: PostgresServer, kafka: KafkaBroker, log_dir: Pat
         race_slot_taken=outcomes.count("slot_taken"),
         race_total_ms=race_total,
         race_p99_ms=pct(race_ms, 0.99),
+        load_before=load_before,
+        load_after=load_after,
     )
+
+
+def main() -> None:
+    """Only this benchmark, on its own Postgres and Kafka: `PYTHONPATH=. python -m tests.bench.booking_bench`."""
+    work = Path(tempfile.mkdtemp(prefix="apptremind-booking-bench-"))
+    pg = PostgresServer(work / "pg", port=free_port(), durable=True)
+    kafka = KafkaBroker(work / "kafka", port=free_port(), controller_port=free_port(), log_level="WARN")
+    try:
+        pg.start()
+        kafka.start()
+        ensure_topics(kafka.bootstrap_servers)
+        result = asyncio.run(run_booking(pg, kafka, work))
+    finally:
+        kafka.stop()
+        pg.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(dataclasses.asdict(result), indent=2))
+
+
+if __name__ == "__main__":
+    main()

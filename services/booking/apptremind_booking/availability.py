@@ -30,6 +30,10 @@ end + buffer_after)``, the range to store in the exclusion constraint when the s
 staff_id=None) -> list[Slot]`` sorted by ``(start, staff_id)``. ``local_label(slot, customer_tz) -> str`` renders
 a slot start as ISO 8601 with offset in the customer's zone, e.g. ``2026-03-29T03:00:00+02:00``.
 
+For a cache: ``slots_from_day(..., first_day=earliest_day(...))`` is the answer before the notice and window cut,
+the same for every ``now`` of that first day, and ``within_notice_and_window(slots, rules, now)`` turns it into
+exactly what ``available_slots(..., now=now)`` returns (see ``slots_from_day``).
+
 Errors (``ValueError``, which the gRPC layer maps to INVALID_ARGUMENT): a naive datetime anywhere, a time zone that
 is not an IANA name, ``range_end <= range_start``, a range longer than 62 days, duplicate schedules for a staff
 member.
@@ -92,7 +96,10 @@ __all__ = [
     "StaffSchedule",
     "WeeklyInterval",
     "available_slots",
+    "earliest_day",
     "local_label",
+    "slots_from_day",
+    "within_notice_and_window",
 ]
 
 MAX_RANGE = timedelta(days=62)
@@ -438,6 +445,31 @@ def _staff_slots(
     return slots
 
 
+def _checked(
+    business_tz: str,
+    staff: Sequence[StaffSchedule],
+    range_start: datetime,
+    range_end: datetime,
+    now: datetime | None,
+) -> tuple[ZoneInfo, dict[str, StaffSchedule]]:
+    tz = _zone(business_tz, "business time zone")
+    for value, name in ((range_start, "range_start"), (range_end, "range_end"), (now, "now")):
+        if value is not None:
+            _require_aware(value, name)
+    if range_end <= range_start:
+        raise ValueError(
+            f"range_end {range_end.isoformat()} must be after range_start {range_start.isoformat()}"
+        )
+    if range_end - range_start > MAX_RANGE:
+        raise ValueError(f"the range may span at most {MAX_RANGE.days} days, got {range_end - range_start}")
+    schedules: dict[str, StaffSchedule] = {}
+    for schedule in staff:
+        if schedule.staff_id in schedules:
+            raise ValueError(f"duplicate schedule for staff {schedule.staff_id!r}")
+        schedules[schedule.staff_id] = schedule
+    return tz, schedules
+
+
 def available_slots(
     *,
     business_tz: str,
@@ -452,26 +484,95 @@ def available_slots(
     staff_id: str | None = None,
 ) -> list[Slot]:
     """Bookable slots of ``service`` with starts in ``[range_start, range_end)``; see the module docstring."""
-    tz = _zone(business_tz, "business time zone")
-    for value, name in ((range_start, "range_start"), (range_end, "range_end"), (now, "now")):
-        _require_aware(value, name)
-    if range_end <= range_start:
-        raise ValueError(
-            f"range_end {range_end.isoformat()} must be after range_start {range_start.isoformat()}"
-        )
-    if range_end - range_start > MAX_RANGE:
-        raise ValueError(f"the range may span at most {MAX_RANGE.days} days, got {range_end - range_start}")
-    schedules: dict[str, StaffSchedule] = {}
-    for schedule in staff:
-        if schedule.staff_id in schedules:
-            raise ValueError(f"duplicate schedule for staff {schedule.staff_id!r}")
-        schedules[schedule.staff_id] = schedule
-
+    tz, schedules = _checked(business_tz, staff, range_start, range_end, now)
     # Arithmetic on a ZoneInfo-aware datetime is wall-clock arithmetic; in UTC it is real time.
     now = now.astimezone(UTC)
-    before = range_end.astimezone(UTC)
     earliest = max(range_start.astimezone(UTC), now + rules.min_notice)
-    latest = now + rules.window
+    return _slots_between(
+        tz=tz,
+        service=service,
+        schedules=schedules,
+        overrides=overrides,
+        busy=busy,
+        step=rules.slot_interval,
+        earliest=earliest,
+        before=range_end.astimezone(UTC),
+        latest=now + rules.window,
+        staff_id=staff_id,
+    )
+
+
+def earliest_day(*, business_tz: str, rules: BookingRules, range_start: datetime, now: datetime) -> date:
+    """The business-zone date of the earliest start a query at ``now`` can offer (range start or notice)."""
+    tz = _zone(business_tz, "business time zone")
+    _require_aware(range_start, "range_start")
+    _require_aware(now, "now")
+    return _local(max(range_start.astimezone(UTC), now.astimezone(UTC) + rules.min_notice), tz).date()
+
+
+def slots_from_day(
+    *,
+    business_tz: str,
+    service: ServiceRule,
+    staff: Sequence[StaffSchedule],
+    overrides: Sequence[Override],
+    busy: Sequence[Busy],
+    rules: BookingRules,
+    range_start: datetime,
+    range_end: datetime,
+    first_day: date,
+    staff_id: str | None = None,
+) -> list[Slot]:
+    """``available_slots`` for every ``now`` at once, as long as ``earliest_day(now)`` is ``first_day``.
+
+    The answer of ``available_slots`` depends on ``now`` only through the notice and window bounds on a start
+    and through the first computed day (``earliest_day``; a stretch running through the whole lead-in day is
+    anchored at its midnight, semantics rule 3). So for such a ``now``::
+
+        available_slots(..., now=now) == within_notice_and_window(slots_from_day(...), rules, now)
+
+    which lets a cache keep this list for the rest of the day instead of recomputing it as ``now`` moves.
+    """
+    tz, schedules = _checked(business_tz, staff, range_start, range_end, None)
+    day_start = _wall_to_utc(datetime.combine(first_day, time()), tz)
+    before = range_end.astimezone(UTC)
+    return _slots_between(
+        tz=tz,
+        service=service,
+        schedules=schedules,
+        overrides=overrides,
+        busy=busy,
+        step=rules.slot_interval,
+        earliest=max(range_start.astimezone(UTC), day_start),
+        before=before,
+        # Every start is before `before`, so this bound cuts nothing; the window is applied by the reader.
+        latest=before,
+        staff_id=staff_id,
+    )
+
+
+def within_notice_and_window(slots: Sequence[Slot], rules: BookingRules, now: datetime) -> list[Slot]:
+    """The slots a customer may book at ``now``: ``now + min_notice <= start <= now + window``."""
+    _require_aware(now, "now")
+    now = now.astimezone(UTC)
+    earliest, latest = now + rules.min_notice, now + rules.window
+    return [slot for slot in slots if earliest <= slot.start <= latest]
+
+
+def _slots_between(
+    *,
+    tz: ZoneInfo,
+    service: ServiceRule,
+    schedules: dict[str, StaffSchedule],
+    overrides: Sequence[Override],
+    busy: Sequence[Busy],
+    step: timedelta,
+    earliest: datetime,
+    before: datetime,
+    latest: datetime,
+    staff_id: str | None,
+) -> list[Slot]:
+    """Semantics rules 1-5 for starts with ``earliest <= start < before`` and ``start <= latest`` (UTC)."""
     if earliest >= before or earliest > latest:
         return []
     last_start = min(before, latest)
@@ -505,7 +606,7 @@ def available_slots(
             stretches=_stretches(schedules.get(member), own + business_wide, days),
             busy=indexes[member],
             service=service,
-            step=rules.slot_interval,
+            step=step,
             earliest=earliest,
             before=before,
             latest=latest,

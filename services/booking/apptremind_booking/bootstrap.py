@@ -15,6 +15,7 @@ from apptremind_platform.processing import MessageProcessor
 from apptremind_platform.settings import ServiceSettings
 
 from . import events, repository
+from .availability_cache import AvailabilityCache
 from .grpc import SERVICE, BookingServiceServicer
 from .settings import BookingSettings
 
@@ -27,13 +28,22 @@ def read_model_processor(pool: AsyncConnectionPool, settings: ServiceSettings) -
     return events.read_model_processor(pool)
 
 
-def build_spec(clock: Clock | None = None, token_secret: str | None = None) -> platform_service.ServiceSpec:
-    """The service; tests pass a settable clock and their own token secret."""
+def build_spec(
+    clock: Clock | None = None, token_secret: str | None = None, availability_cache_slots: int | None = None
+) -> platform_service.ServiceSpec:
+    """The service; tests pass a settable clock, their own token secret and cache size."""
     used_clock = clock or SystemClock()
 
     def servicers(pool: AsyncConnectionPool, settings: ServiceSettings) -> Sequence[tuple[object, str]]:
-        secret = token_secret or BookingSettings().booking_token_secret
-        return [(BookingServiceServicer(pool, used_clock, secret), SERVICE)]
+        own = BookingSettings()
+        secret = token_secret or own.booking_token_secret
+        slots = (
+            own.booking_availability_cache_slots
+            if availability_cache_slots is None
+            else availability_cache_slots
+        )
+        cache = AvailabilityCache(slots) if slots > 0 else None
+        return [(BookingServiceServicer(pool, used_clock, secret, cache), SERVICE)]
 
     def prune_idempotency_keys(pool: AsyncConnectionPool, settings: ServiceSettings) -> BackgroundTask:
         async def prune() -> int:

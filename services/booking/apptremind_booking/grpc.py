@@ -19,7 +19,9 @@ from apptremind_platform.errors import PermissionDenied
 from apptremind_platform.identity import current_caller
 
 from . import service, tokens
+from .availability_cache import AvailabilityCache
 from .repository import AppointmentRow
+from .wire import SlotEncoder
 
 SERVICE = "apptremind.booking.v1.BookingService"
 
@@ -62,10 +64,18 @@ def _member(business_id: str) -> uuid.UUID:
 
 
 class BookingServiceServicer:
-    def __init__(self, pool: AsyncConnectionPool, clock: Clock, token_secret: str) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        clock: Clock,
+        token_secret: str,
+        availability_cache: AvailabilityCache | None = None,
+    ) -> None:
         self._pool = pool
         self._clock = clock
         self._secret = token_secret
+        self._cache = availability_cache
+        self._encoder = SlotEncoder()
 
     def _customer_or_member(
         self, business_id: str, appointment_id: str, token: str
@@ -94,13 +104,10 @@ class BookingServiceServicer:
                 request.to_time,
                 request.time_zone,
                 self._clock.now(),
+                self._cache,
             )
-        return pb.GetAvailabilityResponse(
-            slots=[
-                pb.Slot(start_time=s.start, end_time=s.end, staff_id=s.staff_id, local_start=label)
-                for s, label in slots
-            ]
-        )
+        # Same message, encoded from memoised slot encodings (see wire.py).
+        return self._encoder.response(slots)
 
     async def book_appointment(
         self, request: pb.BookAppointmentRequest, context: Context

@@ -71,6 +71,33 @@ class ReminderRow:
     offset_minutes: int
 
 
+# --- availability generation ------------------------------------------------------------------------------
+
+
+async def bump_generation(conn: Conn, business_id: uuid.UUID) -> None:
+    """Marks every cached availability answer of the business stale once this transaction commits.
+
+    Called by each write below that can change a business's slots, so none can forget it. The row lock it
+    takes is held until commit: concurrent writes of one business serialise from here on, which is why
+    callers do it after their own write (a lost booking race fails on the exclusion constraint first and
+    never waits here).
+    """
+    await conn.execute(
+        "INSERT INTO availability_generation (business_id, generation) VALUES (%s, 1) "
+        "ON CONFLICT (business_id) DO UPDATE SET generation = availability_generation.generation + 1",
+        (business_id,),
+    )
+
+
+async def generation(conn: Conn, business_id: uuid.UUID) -> int:
+    """The business's committed availability generation; 0 before its first write."""
+    cur = await conn.execute(
+        "SELECT generation FROM availability_generation WHERE business_id = %s", (business_id,)
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 # --- read model -------------------------------------------------------------------------------------------
 
 
@@ -83,6 +110,7 @@ async def upsert_business(
         "time_zone = excluded.time_zone, currency = excluded.currency, updated_at = now()",
         (business_id, name, slug, time_zone, currency),
     )
+    await bump_generation(conn, business_id)
 
 
 async def upsert_staff(
@@ -93,6 +121,7 @@ async def upsert_staff(
         "ON CONFLICT (business_id, staff_id) DO UPDATE SET name = excluded.name, active = excluded.active",
         (business_id, staff_id, name, active),
     )
+    await bump_generation(conn, business_id)
 
 
 async def replace_schedule(
@@ -116,6 +145,7 @@ async def replace_schedule(
                 "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
                 rows,
             )
+    await bump_generation(conn, business_id)
 
 
 async def upsert_date_override(
@@ -133,6 +163,7 @@ async def upsert_date_override(
         "staff_id = excluded.staff_id, kind = excluded.kind, during = excluded.during",
         (business_id, override_id, staff_id, kind, start, end),
     )
+    await bump_generation(conn, business_id)
 
 
 async def upsert_service(conn: Conn, s: ServiceRow) -> None:
@@ -161,6 +192,7 @@ async def upsert_service(conn: Conn, s: ServiceRow) -> None:
             "ON CONFLICT DO NOTHING",
             [(s.business_id, s.service_id, staff_id) for staff_id in s.staff_ids],
         )
+    await bump_generation(conn, s.business_id)
 
 
 async def upsert_reminder_policy(
@@ -178,6 +210,7 @@ async def upsert_reminder_policy(
         "quiet_start = excluded.quiet_start, quiet_end = excluded.quiet_end",
         (business_id, offsets_minutes, channels, quiet_start, quiet_end),
     )
+    await bump_generation(conn, business_id)
 
 
 async def get_business(conn: Conn, business_id: uuid.UUID) -> BusinessRow | None:
@@ -305,6 +338,7 @@ async def insert_appointment(conn: Conn, a: AppointmentRow, padded: tuple[dt.dat
             a.created_at,
         ),
     )
+    await bump_generation(conn, a.business_id)
 
 
 async def get_appointment(
@@ -326,6 +360,7 @@ async def set_status(
         "UPDATE appointment SET status = %s, updated_at = %s WHERE business_id = %s AND appointment_id = %s",
         (status, now, business_id, appointment_id),
     )
+    await bump_generation(conn, business_id)
 
 
 async def set_confirmed(
@@ -353,6 +388,7 @@ async def set_times(
         "WHERE business_id = %s AND appointment_id = %s",
         (start, end, Range(padded[0], padded[1], "[)"), now, business_id, appointment_id),
     )
+    await bump_generation(conn, business_id)
 
 
 async def lock_contact(conn: Conn, business_id: uuid.UUID, contact: str) -> None:

@@ -31,7 +31,17 @@ from apptremind_platform.errors import (
 from apptremind_platform.ids import new_id
 
 from . import events, reminders, repository, tokens
-from .availability import MAX_RANGE, BookingRules, ServiceRule, Slot, available_slots, local_label
+from .availability import (
+    MAX_RANGE,
+    BookingRules,
+    ServiceRule,
+    Slot,
+    available_slots,
+    earliest_day,
+    local_label,
+    slots_from_day,
+)
+from .availability_cache import LOOKUPS, AvailabilityCache, Entry, Key
 from .repository import AppointmentRow
 
 RULES = BookingRules()
@@ -138,7 +148,9 @@ async def _slots(
     exclude: uuid.UUID | None = None,
     *,
     ignore_bookings: bool = False,
+    first_day: dt.date | None = None,
 ) -> list[Slot]:
+    """The engine's answer at `now`; with `first_day`, `slots_from_day`'s (before the notice and window)."""
     business_id = catalog.business.business_id
     staff = sorted(catalog.rule.staff_ids)
     busy = (
@@ -146,12 +158,27 @@ async def _slots(
         if ignore_bookings
         else await repository.busy(conn, business_id, staff, start - _MARGIN, end + _MARGIN, exclude)
     )
+    schedules = await repository.schedules(conn, business_id, staff)
+    overrides = await repository.overrides(conn, business_id, start - _MARGIN, end + _MARGIN)
     try:
+        if first_day is not None:
+            return slots_from_day(
+                business_tz=catalog.business.time_zone,
+                service=catalog.rule,
+                staff=schedules,
+                overrides=overrides,
+                busy=busy,
+                rules=RULES,
+                range_start=start,
+                range_end=end,
+                first_day=first_day,
+                staff_id=str(staff_id) if staff_id else None,
+            )
         return available_slots(
             business_tz=catalog.business.time_zone,
             service=catalog.rule,
-            staff=await repository.schedules(conn, business_id, staff),
-            overrides=await repository.overrides(conn, business_id, start - _MARGIN, end + _MARGIN),
+            staff=schedules,
+            overrides=overrides,
             busy=busy,
             rules=RULES,
             range_start=start,
@@ -172,17 +199,51 @@ async def get_availability(
     end: dt.datetime | None,
     time_zone: str,
     now: dt.datetime,
+    cache: AvailabilityCache | None = None,
 ) -> list[tuple[Slot, str]]:
-    """Bookable slots with their local_start label in the customer's zone."""
+    """Bookable slots with their local_start label in the customer's zone.
+
+    With a cache the answer is the same as without (see `availability_cache`): the generation is read
+    before anything else, so whatever is computed afterwards is at least as new as the generation it is
+    stored under.
+    """
     bid, sid = parse_id(business_id, "business_id"), parse_id(service_id, "service_id")
     staff = _optional_id(staff_id, "staff_id")
     zone = common.time_zone(time_zone)
     range_start, range_end = _instant(start, "from_time"), _instant(end, "to_time")
     if range_end <= range_start or range_end - range_start > MAX_RANGE:
         raise InvalidArgument("invalid_range", "to_time must be after from_time, at most 62 days later")
+    if cache is None:
+        catalog = await _catalog(conn, bid, sid)
+        slots = await _slots(conn, catalog, range_start, range_end, staff, now)
+        return [(slot, local_label(slot, zone)) for slot in slots]
+
+    key = Key(bid, sid, staff, range_start, range_end, zone)
+    generation = await repository.generation(conn, bid)
+    entry = cache.get(key)
+    if entry is not None:
+        if entry.generation == generation and entry.first_day == _first_day(
+            entry.business_tz, range_start, now
+        ):
+            LOOKUPS.labels("hit").inc()
+            return entry.bookable(RULES, now)
+        LOOKUPS.labels("stale").inc()
+    else:
+        LOOKUPS.labels("miss").inc()
     catalog = await _catalog(conn, bid, sid)
-    slots = await _slots(conn, catalog, range_start, range_end, staff, now)
-    return [(slot, local_label(slot, zone)) for slot in slots]
+    business_tz = catalog.business.time_zone
+    first_day = _first_day(business_tz, range_start, now)
+    slots = await _slots(conn, catalog, range_start, range_end, staff, now, first_day=first_day)
+    entry = Entry.of(generation, business_tz, first_day, [(slot, local_label(slot, zone)) for slot in slots])
+    cache.put(key, entry)
+    return entry.bookable(RULES, now)
+
+
+def _first_day(business_tz: str, range_start: dt.datetime, now: dt.datetime) -> dt.date:
+    try:
+        return earliest_day(business_tz=business_tz, rules=RULES, range_start=range_start, now=now)
+    except ValueError as exc:
+        raise InvalidArgument("invalid_range", str(exc)) from exc
 
 
 # --- booking ----------------------------------------------------------------------------------------------

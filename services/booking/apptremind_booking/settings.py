@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from apptremind_platform.settings import ServiceSettings
+
+from .availability_cache import DEFAULT_MAX_SLOTS
 
 # Only for local development and tests; documented in the README. Production sets
 # APPTREMIND_BOOKING_TOKEN_SECRET (a per-process random default would break every customer link on restart
@@ -14,3 +18,6 @@ class BookingSettings(ServiceSettings):
     service_name: str = "booking"
     # HMAC-SHA256 key of the customers' self-service tokens (APPTREMIND_BOOKING_TOKEN_SECRET).
     booking_token_secret: str = DEV_TOKEN_SECRET
+    # Upper bound on the slots the in-process availability cache holds (about 250 bytes each);
+    # 0 turns the cache off (APPTREMIND_BOOKING_AVAILABILITY_CACHE_SLOTS).
+    booking_availability_cache_slots: int = Field(default=DEFAULT_MAX_SLOTS, ge=0)

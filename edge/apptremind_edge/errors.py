@@ -38,6 +38,9 @@ REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
 
 INTERNAL_MESSAGE = "internal error"
 UNAVAILABLE_MESSAGE = "a backing service is unavailable, try again shortly"
+# Same code (the client's remedy is the same: retry), but operators reading logs and clients reading the
+# message can tell an overloaded service from an unreachable one.
+TIMEOUT_MESSAGE = "a backing service did not answer in time, try again shortly"
 
 _STATUS_TO_CODE: dict[grpc.StatusCode, str] = {
     grpc.StatusCode.INVALID_ARGUMENT: BAD_USER_INPUT,
@@ -91,6 +94,8 @@ def graphql_error_from_rpc(err: grpc.RpcError) -> GraphQLError:
     code = code_for_status(err.code())
     if code in _PUBLIC_MESSAGE_CODES:
         message = err.details() or code.lower().replace("_", " ")
+    elif err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        message = TIMEOUT_MESSAGE
     elif code == UNAVAILABLE:
         message = UNAVAILABLE_MESSAGE
     else:

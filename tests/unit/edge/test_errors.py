@@ -6,6 +6,7 @@ edge to the contract services actually speak (status code + `x-error-reason` tra
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -23,6 +24,7 @@ from apptremind_edge.errors import (
     INTERNAL_MESSAGE,
     NOT_FOUND,
     RESOURCE_EXHAUSTED,
+    TIMEOUT_MESSAGE,
     UNAUTHENTICATED,
     UNAVAILABLE,
     UNAVAILABLE_MESSAGE,
@@ -121,6 +123,34 @@ async def test_an_unreachable_service_is_unavailable_without_its_address(dead_ta
 
     assert error.formatted == {"message": UNAVAILABLE_MESSAGE, "extensions": {"code": UNAVAILABLE}}
     assert dead_target.rsplit(":", 1)[1] not in error.message
+
+
+async def test_a_service_too_slow_for_the_deadline_is_reported_as_a_timeout() -> None:
+    async def slow(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        await asyncio.sleep(5)
+        return b""
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "test.Slow", {"Call": grpc.unary_unary_rpc_method_handler(slow)}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await channel.unary_unary("/test.Slow/Call")(b"", timeout=0.2)
+    finally:
+        await server.stop(grace=None)
+
+    error = graphql_error_from_rpc(caught.value)
+
+    assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert error.formatted == {"message": TIMEOUT_MESSAGE, "extensions": {"code": UNAVAILABLE}}
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ SERVICES = {
     "auth": "apptremind.auth.v1.AuthService",
     "business": "apptremind.business.v1.BusinessService",
     "booking": "apptremind.booking.v1.BookingService",
+    "billing": "apptremind.billing.v1.BillingService",
 }
 CALL_TIMEOUT_S = 5.0
 

@@ -18,6 +18,7 @@ from strawberry.extensions.query_depth_limiter import create_validator
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from .billing_schema import BillingMutation, BillingQuery
 from .booking_schema import BookingMutation, BookingQuery
 from .catalog_schema import CatalogMutation, CatalogQuery
 from .complexity import max_complexity_rule
@@ -59,8 +60,8 @@ class EdgeSchema(strawberry.Schema):
         log_errors(errors)
 
 
-Query = merge_types("Query", (HealthQuery, IdentityQuery, CatalogQuery, BookingQuery))
-Mutation = merge_types("Mutation", (IdentityMutation, CatalogMutation, BookingMutation))
+Query = merge_types("Query", (HealthQuery, IdentityQuery, CatalogQuery, BookingQuery, BillingQuery))
+Mutation = merge_types("Mutation", (IdentityMutation, CatalogMutation, BookingMutation, BillingMutation))
 
 
 # Distinct operation texts whose parsed document and validation result are kept. Clients send a handful of

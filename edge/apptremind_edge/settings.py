@@ -12,6 +12,8 @@ from typing import Annotated, Any
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from apptremind_platform.webhook_signatures import STRIPE_DEFAULT_TOLERANCE_S
+
 # The `make up` port of every service (engineering guide §5).
 DEFAULT_SERVICE_TARGETS: dict[str, str] = {
     "auth": "127.0.0.1:50051",
@@ -78,6 +80,10 @@ class EdgeSettings(BaseSettings):
     edge_sms_auth_token: SecretStr = SecretStr("")
     edge_public_base_url: str = ""
     edge_webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # Stripe webhooks: the endpoint's signing secret (whsec_...; empty refuses every event with 503 so Stripe
+    # keeps it until the edge is configured) and how far the signed timestamp may be from now, either way.
+    edge_stripe_webhook_secret: SecretStr = SecretStr("")
+    edge_stripe_webhook_tolerance_s: int = Field(default=STRIPE_DEFAULT_TOLERANCE_S, gt=0)
     log_level: str = "info"
 
     @field_validator("service_targets", mode="before")

@@ -118,9 +118,9 @@ def start_service(
     settings: ServiceSettings,
     *,
     relay: bool = True,
-    **extra: str,
+    extra: dict[str, str] | None = None,
 ) -> None:
-    env = env_of(settings, APPTREMIND_LOG_LEVEL="warning", **extra)
+    env = env_of(settings, APPTREMIND_LOG_LEVEL="warning", **(extra or {}))
     if relay:
         processes.start(f"{name}-relay", ["-m", "apptremind_platform.relay_cli"], env)
     processes.start(name, ["-m", MODULES[settings.service_name]], env)
@@ -268,6 +268,9 @@ async def run_booking(postgres: PostgresServer, kafka: KafkaBroker, log_dir: Pat
                     consumer_offset_reset="earliest",
                     db_pool_max=20,
                 ),
+                # Availability is measured, not billing: the one staff member fits any plan, and the seat
+                # check would need billing-service running too.
+                extra={"APPTREMIND_BILLING_SEAT_CHECK": "false"} if n == "business" else None,
             )
         processes.start(
             "edge",
@@ -330,7 +333,7 @@ async def run_booking(postgres: PostgresServer, kafka: KafkaBroker, log_dir: Pat
                     consumer_offset_reset="latest",
                 ),
                 relay=False,
-                APPTREMIND_BOOKING_AVAILABILITY_CACHE_SLOTS="0",
+                extra={"APPTREMIND_BOOKING_AVAILABILITY_CACHE_SLOTS": "0"},
             )
             wait_for_port("127.0.0.1", uncached_port, 120)
 

@@ -14,8 +14,12 @@ import httpx
 import pytest
 
 from apptremind_auth.bootstrap import SPEC as AUTH
+from apptremind_billing.bootstrap import SPEC as BILLING
+from apptremind_billing.bootstrap import build_spec as build_billing_spec
+from apptremind_billing.settings import BillingSettings
 from apptremind_booking.bootstrap import SPEC as BOOKING
 from apptremind_business.bootstrap import SPEC as BUSINESS
+from apptremind_business.settings import BusinessSettings
 from apptremind_devstack.kafka import KafkaBroker
 from apptremind_devstack.ports import free_port
 from apptremind_devstack.postgres import PostgresServer
@@ -23,6 +27,7 @@ from apptremind_edge.app import create_app
 from apptremind_edge.settings import EdgeSettings
 from apptremind_notification.bootstrap import SPEC as NOTIFICATION
 from apptremind_platform.service import ServiceRuntime, ServiceSpec
+from apptremind_platform.settings import ServiceSettings
 from apptremind_scheduler.bootstrap import SPEC as SCHEDULER
 from tests.fixtures.db import ServiceDb
 from tests.fixtures.relay import running_relay
@@ -39,6 +44,7 @@ SPECS: dict[str, ServiceSpec] = {
     "booking": BOOKING,
     "scheduler": SCHEDULER,
     "notification": NOTIFICATION,
+    "billing": BILLING,
 }
 
 
@@ -50,6 +56,7 @@ class Platform:
     ports: dict[str, int]
     client: httpx.AsyncClient
     runtimes: dict[str, ServiceRuntime] = field(default_factory=dict)
+    specs: dict[str, ServiceSpec] = field(default_factory=lambda: dict(SPECS))
     group_suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
 
     @property
@@ -61,8 +68,8 @@ class Platform:
         return self.dbs["business"]
 
     async def start(self, name: str) -> None:
-        spec = SPECS[name]
-        settings = settings_for(
+        spec = self.specs[name]
+        settings: ServiceSettings = settings_for(
             spec,
             self.dbs[name],
             self.kafka,
@@ -73,6 +80,15 @@ class Platform:
             consumer_group=f"{name}-{self.group_suffix}",
             consumer_offset_reset="latest",
         )
+        if name == "business":
+            # Staff seats are billing-service's answer; a platform started without billing switches the
+            # check off explicitly (its tests add staff beyond the free plan and are not about billing).
+            checked = "billing" in self.dbs
+            settings = BusinessSettings(**settings.model_dump(), billing_seat_check=checked)
+            if checked:
+                settings = settings.model_copy(
+                    update={"billing_target": f"127.0.0.1:{self.ports['billing']}"}
+                )
         runtime = ServiceRuntime(spec, settings)
         await runtime.start()
         await runtime.consumers_assigned()
@@ -116,10 +132,15 @@ async def platform_running(
     kafka: KafkaBroker,
     services: tuple[str, ...] = ("auth", "business"),
     ports: dict[str, int] | None = None,
+    billing: BillingSettings | None = None,
     **edge: Any,
 ) -> AsyncIterator[Platform]:
-    """The edge in front of `services` (started in order), each with its database and its relay."""
-    dbs = {name: database_for(postgres, SPECS[name]) for name in services}
+    """The edge in front of `services` (started in order), each with its database and its relay;
+    `billing` gives billing-service its Stripe settings (stripe-mock, webhook secret, prices)."""
+    specs = dict(SPECS)
+    if billing is not None:
+        specs["billing"] = build_billing_spec(billing=billing)
+    dbs = {name: database_for(postgres, specs[name]) for name in services}
     ports = ports or {name: free_port() for name in SPECS}
     async with AsyncExitStack() as stack:
         for db in dbs.values():
@@ -131,7 +152,7 @@ async def platform_running(
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://edge")
         )
-        platform = Platform(postgres, kafka, dbs, ports, client)
+        platform = Platform(postgres, kafka, dbs, ports, client, specs=specs)
         try:
             for name in services:
                 await platform.start(name)

@@ -1,6 +1,6 @@
 """The local stack behind ``make up`` / ``make down`` / ``make status``.
 
-Postgres, Kafka, the dev SMTP sink and SMS server, every service process with its outbox relay, the
+Postgres, Kafka, the dev SMTP sink and SMS server, stripe-mock, every service process with its outbox relay, the
 reminder pipeline's stream worker, and the GraphQL edge, all on 127.0.0.1 and all remembered in one state
 directory (``<repo>/.stack``, or ``$APPTREMIND_STACK_DIR``) so that a later command, from another shell,
 can report on them or stop them.
@@ -8,7 +8,8 @@ can report on them or stop them.
 State directory layout::
 
     stack.json      ports of the stack as launched (read by status, and by up while anything still runs)
-    secrets.json    generated database passwords and the SMS account's auth token, mode 0600, reused
+    secrets.json    generated database passwords, the SMS account's auth token and the Stripe webhook
+                    signing secret, mode 0600, reused
     data/postgres   the Postgres cluster          data/kafka   the Kafka metadata log and topic data
     data/streams    the Faust worker's data dir   smtp-sink/   the SMTP sink's certificate (its own CA)
     mail/           every mail the SMTP sink accepted, one .eml file each
@@ -40,6 +41,7 @@ from . import _osproc, procs
 from .kafka import REPO_ROOT, KafkaBroker
 from .ports import port_open
 from .postgres import DSN_ENV, ExternalPostgres, PostgresServer, postgres_from_env, postmaster_pid
+from .stripe_mock import stripe_mock_binary
 
 SERVICES: tuple[str, ...] = (
     "auth",
@@ -62,6 +64,8 @@ KAFKA_CONTROLLER_PORT = ("APPTREMIND_KAFKA_CONTROLLER_PORT", 19093)
 EDGE_PORT = ("APPTREMIND_EDGE_PORT", 8080)
 SMTP_SINK_PORT = ("APPTREMIND_SMTP_SINK_PORT", 2525)
 SMS_SERVER_PORT = ("APPTREMIND_SMS_SERVER_PORT", 8090)
+# stripe-mock's own default port.
+STRIPE_MOCK_PORT = ("APPTREMIND_STRIPE_MOCK_PORT", 12111)
 GRPC_PORT_BASE = 50051
 SIDE_PORT_BASE = 9101
 RELAY_PORT_BASE = 9201
@@ -71,11 +75,17 @@ KAFKA = "kafka"
 EDGE = "edge"
 SMTP_SINK = "smtp-sink"
 SMS_SERVER = "sms-server"
+STRIPE_MOCK = "stripe-mock"
 STREAMS = "streams"
 EDGE_MODULE = "apptremind_edge.app"
 RELAY_MODULE = "apptremind_platform.relay_cli"
 SMTP_SINK_MODULE = "apptremind_devstack.smtp_sink"
 SMS_SERVER_MODULE = "apptremind_devstack.sms_server"
+# stripe-mock is a Go binary (found by stripe_mock.stripe_mock_binary); the module is what finds it.
+STRIPE_MOCK_MODULE = "apptremind_devstack.stripe_mock"
+# stripe-mock accepts any test-mode key of letters and digits after sk_test_ and any price id.
+STRIPE_MOCK_API_KEY = "sk_test_apptremindDev"
+STRIPE_MOCK_PRICES = {"PRO": "price_apptremind_dev_pro", "BUSINESS": "price_apptremind_dev_business"}
 STREAMS_MODULE = "apptremind_streams.worker"
 # The Faust app id, which is also the worker's Kafka consumer group.
 STREAMS_GROUP = "apptremind-streams"
@@ -84,6 +94,7 @@ STREAMS_SERVICE = "notification"
 # The edge's SMS webhooks (edge/apptremind_edge/webhooks.py).
 SMS_STATUS_PATH = "/webhooks/twilio/status"
 SMS_INBOUND_PATH = "/webhooks/twilio/inbound"
+STRIPE_WEBHOOK_PATH = "/webhooks/stripe"
 # Outside the scheduler's worker tasks, the RPCs and the reminder consumer need connections of their own
 # (services/scheduler/README.md).
 SCHEDULER_POOL_HEADROOM = 4
@@ -155,7 +166,8 @@ class Component:
     """One Python process of the stack and its ports.
 
     Kinds: "service", "relay", "edge" (each with /readyz on ``http_port``), "smtp" (the SMTP sink on
-    ``port``), "sms" (the Twilio-shaped API on ``http_port``) and "streams" (the Faust worker: no port).
+    ``port``), "sms" (the Twilio-shaped API on ``http_port``), "stripe" (stripe-mock, Stripe's API, on
+    ``http_port``; a Go binary, not a Python module) and "streams" (the Faust worker: no port).
     """
 
     name: str  # the record name in the state directory and the log file's stem
@@ -190,6 +202,7 @@ class Layout:
     # Defaults only so that a stack.json written before these existed still loads.
     smtp_port: int = SMTP_SINK_PORT[1]
     sms_port: int = SMS_SERVER_PORT[1]
+    stripe_port: int = STRIPE_MOCK_PORT[1]
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Layout:
@@ -209,6 +222,7 @@ class Layout:
             },
             smtp_port=_env_port(*SMTP_SINK_PORT, env),
             sms_port=_env_port(*SMS_SERVER_PORT, env),
+            stripe_port=_env_port(*STRIPE_MOCK_PORT, env),
         )
         ports = layout.all_ports()
         duplicates = sorted({p for p in ports if ports.count(p) > 1})
@@ -231,6 +245,7 @@ class Layout:
             *self.relay_ports.values(),
             self.smtp_port,
             self.sms_port,
+            self.stripe_port,
         ]
 
     @property
@@ -252,12 +267,17 @@ class Layout:
     def sms_base_url(self) -> str:
         return f"http://{HOST}:{self.sms_port}"
 
+    @property
+    def stripe_base_url(self) -> str:
+        return f"http://{HOST}:{self.stripe_port}"
+
     def components(self, *, edge: bool) -> list[Component]:
-        """Launch order: the SMTP sink and SMS server (the providers), each service followed by its relay,
-        the stream worker, the edge last (``down`` stops in reverse)."""
+        """Launch order: the SMTP sink, SMS server and stripe-mock (the providers), each service followed by
+        its relay, the stream worker, the edge last (``down`` stops in reverse)."""
         found: list[Component] = [
             Component(name=SMTP_SINK, kind="smtp", module=SMTP_SINK_MODULE, port=self.smtp_port),
             Component(name=SMS_SERVER, kind="sms", module=SMS_SERVER_MODULE, http_port=self.sms_port),
+            Component(name=STRIPE_MOCK, kind="stripe", module=STRIPE_MOCK_MODULE, http_port=self.stripe_port),
         ]
         for service in SERVICES:
             found.append(
@@ -404,6 +424,8 @@ class Secrets:
     # The dev SMS account's auth token: the SMS server checks API calls and signs webhooks with it, the
     # stream worker sends with it, the edge and notification-service verify webhooks with it.
     sms_auth_token: str
+    # The Stripe webhook endpoint's signing secret (whsec_...): the edge and billing-service verify with it.
+    stripe_webhook_secret: str = ""
 
 
 def _new_password() -> str:
@@ -424,6 +446,9 @@ def load_or_create_secrets(path: Path) -> tuple[Secrets, bool]:
         if not data.get(key):
             data[key] = _new_password()
             changed = True
+    if not data.get("stripe_webhook_secret"):
+        data["stripe_webhook_secret"] = "whsec_" + _new_password()
+        changed = True
     for key in ("runtime_passwords", "migrator_passwords"):
         passwords: dict[str, str] = data.setdefault(key, {})
         for service in SERVICES:
@@ -445,6 +470,7 @@ def load_or_create_secrets(path: Path) -> tuple[Secrets, bool]:
             dict(data["runtime_passwords"]),
             dict(data["migrator_passwords"]),
             data["sms_auth_token"],
+            data["stripe_webhook_secret"],
         ),
         created,
     )
@@ -511,6 +537,21 @@ def sms_api_ready(base_url: str, timeout: float = 1.0) -> tuple[bool, str]:
         return False, "no answer"
 
 
+def stripe_api_ready(base_url: str, timeout: float = 1.0) -> tuple[bool, str]:
+    """stripe-mock answers an authenticated list of customers with 200."""
+    request = urllib.request.Request(
+        f"{base_url}/v1/customers", headers={"Authorization": f"Bearer {STRIPE_MOCK_API_KEY}"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status: int = response.status
+    except urllib.error.HTTPError as exc:
+        return False, f"answers {exc.code}"
+    except (OSError, ValueError):
+        return False, "no answer"
+    return (True, "ready") if status == 200 else (False, f"answers {status}")
+
+
 def consumer_group_state(bootstrap_servers: str, group: str, timeout: float = 3.0) -> str:
     """The Kafka consumer group's state, e.g. ``STABLE`` or ``EMPTY`` (no member)."""
     from confluent_kafka.admin import AdminClient
@@ -532,6 +573,8 @@ def probe(component: Component, bootstrap_servers: str) -> tuple[bool, str]:
         return smtp_ready(component.port)
     if component.kind == "sms":
         return sms_api_ready(component.url(""))
+    if component.kind == "stripe":
+        return stripe_api_ready(component.url(""))
     if component.kind == "streams":
         # The worker serves no port; a member of its group that got its partitions is the best sign of life.
         state = consumer_group_state(bootstrap_servers, STREAMS_GROUP)
@@ -649,6 +692,12 @@ class Stack:
             self.say(f"skipping the GraphQL edge: module {EDGE_MODULE} is not importable")
         found = []
         for component in layout.components(edge=edge):
+            if component.kind == "stripe" and stripe_mock_binary() is None:
+                self.say(
+                    f"skipping {STRIPE_MOCK}: not installed (go install github.com/stripe/stripe-mock@latest); "
+                    "billing's Stripe calls will fail until it runs"
+                )
+                continue
             # A relay drains its service's outbox, which exists only once the service's migrations ran.
             needed = [component.module]
             if component.service is not None:
@@ -661,6 +710,13 @@ class Stack:
         return found
 
     def _argv(self, component: Component, stack_secrets: Secrets) -> list[str]:
+        if component.kind == "stripe":
+            binary = stripe_mock_binary()
+            if binary is None:
+                raise StackError(
+                    "stripe-mock is not installed: go install github.com/stripe/stripe-mock@latest"
+                )
+            return [binary, "-http-addr", f"{HOST}:{component.http_port}"]
         argv = [sys.executable, "-m", component.module]
         if component.kind == "smtp":
             assert component.port is not None
@@ -712,6 +768,10 @@ class Stack:
                 assert component.http_port is not None
                 wanted.append((component.http_port, SMS_SERVER_PORT[0]))
                 continue
+            if component.kind == "stripe":
+                assert component.http_port is not None
+                wanted.append((component.http_port, STRIPE_MOCK_PORT[0]))
+                continue
             if component.kind == "streams":
                 continue
             assert component.service is not None
@@ -759,7 +819,7 @@ class Stack:
             # Where every service fetches the signing keys that verify access tokens.
             "APPTREMIND_AUTH_TARGET": f"127.0.0.1:{layout.grpc_ports['auth']}",
         }
-        if component.kind in ("smtp", "sms"):
+        if component.kind in ("smtp", "sms", "stripe"):
             return env
         if component.kind == "edge":
             env |= {
@@ -768,6 +828,7 @@ class Stack:
                 # The SMS server signs its webhooks over the URL it posts to, which is the edge itself.
                 "APPTREMIND_EDGE_SMS_AUTH_TOKEN": stack_secrets.sms_auth_token,
                 "APPTREMIND_EDGE_PUBLIC_BASE_URL": layout.edge_url,
+                "APPTREMIND_EDGE_STRIPE_WEBHOOK_SECRET": stack_secrets.stripe_webhook_secret,
             }
             return env
         from apptremind_platform.db_bootstrap import ServiceDatabase
@@ -792,6 +853,18 @@ class Stack:
             env |= {
                 "APPTREMIND_BOOKING_TARGET": layout.grpc_target("booking"),
                 "APPTREMIND_SMS_AUTH_TOKEN": stack_secrets.sms_auth_token,
+            }
+        if component.kind == "service" and component.service == "business":
+            # CreateStaff asks billing for a staff seat.
+            env["APPTREMIND_BILLING_TARGET"] = layout.grpc_target("billing")
+        if component.kind == "service" and component.service == "billing":
+            env |= {
+                "APPTREMIND_STRIPE_API_KEY": STRIPE_MOCK_API_KEY,
+                "APPTREMIND_STRIPE_API_BASE": layout.stripe_base_url,
+                "APPTREMIND_STRIPE_WEBHOOK_SECRET": stack_secrets.stripe_webhook_secret,
+                "APPTREMIND_STRIPE_PRICE_PRO": STRIPE_MOCK_PRICES["PRO"],
+                "APPTREMIND_STRIPE_PRICE_BUSINESS": STRIPE_MOCK_PRICES["BUSINESS"],
+                "APPTREMIND_BILLING_RETURN_URL": f"{layout.edge_url}/billing",
             }
         if component.kind == "service" and component.service == "scheduler":
             env["APPTREMIND_DB_POOL_MAX"] = str(scheduler_pool_max(os.environ))
@@ -900,6 +973,8 @@ class Stack:
                 ]
             elif component.kind == "sms":
                 rows.append((component.name, "Twilio API", component.url("/2010-04-01")))
+            elif component.kind == "stripe":
+                rows.append((component.name, "Stripe API", component.url("/v1")))
             elif component.kind == "streams":
                 rows.append(
                     (component.name, "consumer group", f"{STREAMS_GROUP} on {layout.bootstrap_servers}")
@@ -911,10 +986,15 @@ class Stack:
                     (component.name, "readyz", component.url("/readyz")),
                     (component.name, "SMS status", component.url(SMS_STATUS_PATH)),
                     (component.name, "SMS replies", component.url(SMS_INBOUND_PATH)),
+                    (component.name, "Stripe webhooks", component.url(STRIPE_WEBHOOK_PATH)),
                 ]
         rows += [
             ("logs", "directory", str(self.state.logs)),
-            ("secrets", "file", f"{self.state.secrets_file} (DB passwords, SMS auth token)"),
+            (
+                "secrets",
+                "file",
+                f"{self.state.secrets_file} (DB passwords, SMS auth token, Stripe webhook secret)",
+            ),
         ]
         self._table(("COMPONENT", "WHAT", "ADDRESS"), rows)
         scheduler = next((c for c in components if c.name == "scheduler"), None)
@@ -1033,7 +1113,7 @@ def _address(component: Component, layout: Layout) -> str:
         return component.grpc_target
     if component.kind == "smtp":
         return f"smtp://{HOST}:{component.port}"
-    if component.kind == "sms":
+    if component.kind in ("sms", "stripe"):
         return component.url("")
     if component.kind == "streams":
         return f"group {STREAMS_GROUP}"

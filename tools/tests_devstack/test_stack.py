@@ -42,14 +42,17 @@ from apptremind_devstack.stack import (
     SMS_SERVER_PORT,
     SMTP_SINK_PORT,
     STREAMS,
+    STRIPE_MOCK_PORT,
     Layout,
     StateDir,
     grpc_port_env,
     http_port_env,
     relay_port_env,
 )
+from apptremind_devstack.stripe_mock import stripe_mock_binary
 from apptremind_gen.apptremind.events.booking import v1 as booking_events
 from apptremind_platform.envelope import Event, encode, headers_for
+from apptremind_platform.webhook_signatures import stripe_signature_header
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,6 +78,7 @@ def _stack_env(state_dir: Path) -> dict[str, str]:
         "APPTREMIND_EDGE_PORT",
         SMTP_SINK_PORT[0],
         SMS_SERVER_PORT[0],
+        STRIPE_MOCK_PORT[0],
     ]
     for service in SERVICES:
         names += [grpc_port_env(service), http_port_env(service), relay_port_env(service)]
@@ -164,6 +168,10 @@ def test_up_brings_everything_up_healthy_and_down_leaves_nothing(stack_env: dict
     assert set(SERVICES) <= started
     assert {f"{s}-relay" for s in SERVICES} <= started
     assert {"smtp-sink", "sms-server", STREAMS} <= started
+    # stripe-mock runs whenever it is installed (`up` skips it with a word otherwise).
+    assert ("stripe-mock" in started) == (stripe_mock_binary() is not None)
+    if "stripe-mock" in started:
+        assert layout.stripe_port == int(stack_env[STRIPE_MOCK_PORT[0]])
     assert layout.smtp_port == int(stack_env[SMTP_SINK_PORT[0]])
     assert layout.sms_port == int(stack_env[SMS_SERVER_PORT[0]])
     assert f"127.0.0.1:{layout.grpc_ports['scheduler']}" in up.stdout
@@ -187,6 +195,8 @@ def test_up_brings_everything_up_healthy_and_down_leaves_nothing(stack_env: dict
     _check_sms_account(layout, secrets["sms_auth_token"])
     if "edge" in started:
         _check_sms_webhooks(layout, secrets["sms_auth_token"])
+    if "edge" in started and "stripe-mock" in started:
+        _check_stripe_webhooks(layout, secrets["stripe_webhook_secret"])
     _check_confirmation_mail(StateDir(state_dir), layout)
 
     # A second `up` while everything runs starts nothing and just reports.
@@ -297,6 +307,51 @@ def _check_sms_webhooks(layout: Layout, token: str) -> None:
     }
     assert _post_form(url, params, twilio_signature(token, url, params)) == 204
     assert _post_form(url, params, twilio_signature(token + "x", url, params)) == 403
+
+
+def _check_stripe_webhooks(layout: Layout, secret: str) -> None:
+    """A Stripe event signed with the stack's webhook secret passes the edge and billing-service (which
+    checks the signature again with the same secret from secrets.json); a forged one is refused with 400."""
+    business_id = str(uuid.uuid4())
+    payload = json.dumps(
+        {
+            "id": f"evt_{uuid.uuid4().hex[:24]}",
+            "object": "event",
+            "created": int(time.time()),
+            "type": "checkout.session.completed",
+            "data": {
+                "object": {
+                    "id": f"cs_test_{uuid.uuid4().hex[:16]}",
+                    "object": "checkout.session",
+                    "client_reference_id": business_id,
+                    "customer": f"cus_{uuid.uuid4().hex[:14]}",
+                    "subscription": f"sub_{uuid.uuid4().hex[:14]}",
+                    "mode": "subscription",
+                    "payment_status": "paid",
+                    "status": "complete",
+                    "metadata": {"business_id": business_id, "plan": "pro"},
+                }
+            },
+        }
+    ).encode()
+    url = f"http://127.0.0.1:{layout.edge_port}/webhooks/stripe"
+
+    def post(signing_secret: str) -> int:
+        header = stripe_signature_header(signing_secret, payload, int(time.time()))
+        request = urllib.request.Request(
+            url, data=payload, headers={"Stripe-Signature": header}, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status: int = response.status
+                return status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert post(secret + "x") == 400
+    assert post(secret) == 200
+    # stripe-mock answers Stripe's API (billing's checkout and portal calls go there).
+    assert _http_status(f"http://127.0.0.1:{layout.stripe_port}/v1/customers") == 401
 
 
 def _produce(layout: Layout, event: Event) -> None:

@@ -15,6 +15,7 @@ from apptremind_devstack.stack import (
     SMTP_SINK,
     STREAMS,
     STREAMS_GROUP,
+    STRIPE_MOCK,
     Component,
     Layout,
     Secrets,
@@ -40,6 +41,7 @@ def stack_secrets() -> Secrets:
         runtime_passwords={s: f"run-{s}" for s in services},
         migrator_passwords={s: f"mig-{s}" for s in services},
         sms_auth_token="sms-token-1234",
+        stripe_webhook_secret="whsec_stack_test",
     )
 
 
@@ -66,7 +68,7 @@ def test_a_stack_file_written_before_the_pipeline_existed_still_loads() -> None:
 
 def test_providers_start_first_and_the_stream_worker_after_the_services() -> None:
     names = [c.name for c in Layout.from_env({}).components(edge=True)]
-    assert names[:2] == [SMTP_SINK, SMS_SERVER]
+    assert names[:3] == [SMTP_SINK, SMS_SERVER, STRIPE_MOCK]
     assert names[-2:] == [STREAMS, EDGE]  # `down` stops in reverse: edge and worker first, providers last
     assert names.index("notification") < names.index(STREAMS)
 
@@ -145,3 +147,65 @@ def test_an_older_secrets_file_gains_an_sms_token_and_keeps_its_passwords(tmp_pa
     assert (tmp_path / "secrets.json").stat().st_mode & 0o777 == 0o600
     third, _ = load_or_create_secrets(tmp_path / "secrets.json")
     assert third.sms_auth_token == again.sms_auth_token
+
+
+def test_stripe_mock_has_a_default_port_that_the_environment_moves() -> None:
+    assert Layout.from_env({}).stripe_port == 12111
+    assert Layout.from_env({"APPTREMIND_STRIPE_MOCK_PORT": "13111"}).stripe_port == 13111
+    with pytest.raises(StackError, match=r"\[8090\] assigned twice"):
+        Layout.from_env({"APPTREMIND_STRIPE_MOCK_PORT": "8090"})
+    stored = asdict(Layout.from_env({}))
+    del stored["stripe_port"]
+    assert Layout.from_json(stored).stripe_port == 12111
+
+
+def test_billing_business_and_the_edge_get_stripe_and_the_seat_check_wiring(
+    stack: Stack, stack_secrets: Secrets
+) -> None:
+    layout = Layout.from_env({})
+    billing = stack._env(_component(layout, "billing"), layout, ADMIN_DSN, stack_secrets)
+    assert billing["APPTREMIND_STRIPE_API_BASE"] == "http://127.0.0.1:12111"
+    assert billing["APPTREMIND_STRIPE_API_KEY"].startswith("sk_test_")
+    assert billing["APPTREMIND_STRIPE_WEBHOOK_SECRET"] == "whsec_stack_test"
+    assert billing["APPTREMIND_STRIPE_PRICE_PRO"]
+    assert billing["APPTREMIND_STRIPE_PRICE_BUSINESS"]
+    assert billing["APPTREMIND_BILLING_RETURN_URL"] == "http://127.0.0.1:8080/billing"
+    business = stack._env(_component(layout, "business"), layout, ADMIN_DSN, stack_secrets)
+    assert business["APPTREMIND_BILLING_TARGET"] == "127.0.0.1:50054"
+    assert "APPTREMIND_BILLING_SEAT_CHECK" not in business
+    edge = stack._env(_component(layout, EDGE), layout, ADMIN_DSN, stack_secrets)
+    assert edge["APPTREMIND_EDGE_STRIPE_WEBHOOK_SECRET"] == "whsec_stack_test"
+    # Only billing holds the Stripe key; stripe-mock needs no database.
+    assert "APPTREMIND_STRIPE_API_KEY" not in edge
+    stripe = stack._env(_component(layout, STRIPE_MOCK), layout, ADMIN_DSN, stack_secrets)
+    assert "APPTREMIND_DATABASE_URL" not in stripe
+
+
+def test_stripe_mock_is_launched_as_its_binary_on_its_port(
+    stack: Stack, stack_secrets: Secrets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = tmp_path / "stripe-mock"
+    binary.write_text("")
+    monkeypatch.setenv("APPTREMIND_STRIPE_MOCK", str(binary))
+    layout = Layout.from_env({})
+    assert stack._argv(_component(layout, STRIPE_MOCK), stack_secrets) == [
+        str(binary),
+        "-http-addr",
+        "127.0.0.1:12111",
+    ]
+
+
+def test_an_older_secrets_file_gains_a_stripe_webhook_secret(tmp_path: Path) -> None:
+    first, _ = load_or_create_secrets(tmp_path / "secrets.json")
+    assert first.stripe_webhook_secret.startswith("whsec_")
+    data = json.loads((tmp_path / "secrets.json").read_text())
+    del data["stripe_webhook_secret"]
+    (tmp_path / "secrets.json").write_text(json.dumps(data))
+
+    again, created = load_or_create_secrets(tmp_path / "secrets.json")
+    assert not created
+    assert again.stripe_webhook_secret.startswith("whsec_")
+    assert again.stripe_webhook_secret != first.stripe_webhook_secret
+    assert again.sms_auth_token == first.sms_auth_token
+    third, _ = load_or_create_secrets(tmp_path / "secrets.json")
+    assert third.stripe_webhook_secret == again.stripe_webhook_secret

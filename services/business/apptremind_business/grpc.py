@@ -2,7 +2,8 @@
 
 Thin on purpose: authorise the verified caller (the access token's memberships), convert the request to
 domain input, run the use case in one unit of work, convert the result back. Reads need any membership in
-the business, changes the owner or admin role; only GetBusinessBySlug is public.
+the business, changes the owner or admin role; only GetBusinessBySlug is public. CreateStaff also asks
+billing-service for a free staff seat (seats.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .domain import (
     ServicePatch,
     StaffDraft,
 )
+from .seats import Seats, seat_limit_reached
 
 SERVICE = "apptremind.business.v1.BusinessService"
 
@@ -40,8 +42,9 @@ def _manager(business_id: str) -> None:
 
 
 class BusinessServiceServicer:
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, seats: Seats) -> None:
         self._pool = pool
+        self._seats = seats
 
     async def get_business(self, request: pb.GetBusinessRequest, context: Context) -> pb.GetBusinessResponse:
         _member(request.business_id)
@@ -71,8 +74,15 @@ class BusinessServiceServicer:
     async def create_staff(self, request: pb.CreateStaffRequest, context: Context) -> pb.CreateStaffResponse:
         _manager(request.business_id)
         draft = StaffDraft(name=request.name, email=request.email, user_id=request.user_id)
+        service.check_staff_draft(draft)
         async with unit_of_work(self._pool) as conn:
-            staff = await service.create_staff(conn, request.business_id, draft)
+            in_use = await service.staff_in_use(conn, request.business_id)
+        # Asked outside any transaction: no row lock or pooled connection waits on another service.
+        seats = await self._seats.allowance(request.business_id, in_use)
+        if not seats.allowed:
+            raise seat_limit_reached(seats)
+        async with unit_of_work(self._pool) as conn:
+            staff = await service.create_staff(conn, request.business_id, draft, seats)
         return pb.CreateStaffResponse(staff=convert.staff(staff))
 
     async def list_staff(self, request: pb.ListStaffRequest, context: Context) -> pb.ListStaffResponse:

@@ -132,6 +132,12 @@ async def insert_staff(conn: Conn, staff: Staff) -> None:
         raise AlreadyExists("staff_user_exists", "this user is already a staff member") from exc
 
 
+async def count_active_staff(conn: Conn, business_id: uuid.UUID) -> int:
+    cur = await conn.execute("SELECT count(*) FROM staff WHERE business_id = %s AND active", (business_id,))
+    row = await cur.fetchone()
+    return int(row[0]) if row is not None else 0
+
+
 async def get_staff(
     conn: Conn, business_id: uuid.UUID, staff_id: uuid.UUID, *, for_update: bool = False
 ) -> Staff | None:

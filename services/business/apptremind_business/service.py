@@ -36,6 +36,7 @@ from .domain import (
     Staff,
     StaffDraft,
 )
+from .seats import SeatAllowance, seat_limit_reached
 
 # Signup business ids are derived from the user id, so a duplicate or replayed auth.user.created.v1 finds
 # the business it already created instead of making a second one. Never change this value.
@@ -193,11 +194,29 @@ async def update_business(conn: Conn, business_id: str, changes: BusinessChanges
 # --- staff ----------------------------------------------------------------------------------------------
 
 
-async def create_staff(conn: Conn, business_id: str, draft: StaffDraft) -> Staff:
+def check_staff_draft(draft: StaffDraft) -> None:
+    """Bad input is refused before billing is asked about a seat."""
+    validation.name(draft.name)
+    validation.email(draft.email)
+    validation.user_id(draft.user_id)
+
+
+async def staff_in_use(conn: Conn, business_id: str) -> int:
+    """The seats the business uses now: its active staff members."""
+    business = await _require_business(conn, business_id)
+    return await repository.count_active_staff(conn, business.business_id)
+
+
+async def create_staff(conn: Conn, business_id: str, draft: StaffDraft, seats: SeatAllowance) -> Staff:
+    """Adds a staff member if the plan's seat limit (`seats`, from billing) still has room."""
     name = validation.name(draft.name)
     email = validation.email(draft.email)
     user_id = validation.user_id(draft.user_id)
-    business = await _require_business(conn, business_id)
+    # The business row lock serialises concurrent additions, so two managers cannot both take the last seat
+    # that billing's answer (given before this transaction) left free.
+    business = await _require_business(conn, business_id, for_update=True)
+    if not seats.admits(await repository.count_active_staff(conn, business.business_id)):
+        raise seat_limit_reached(seats)
     staff = Staff(new_id(), business.business_id, name, email, user_id, active=True)
     await repository.insert_staff(conn, staff)
     await events.publish(conn, events.staff_changed(staff))

@@ -60,6 +60,8 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec("booking.reminder.requested.v1", booking_events.ReminderRequested),
         TopicSpec("booking.reminder.cancelled.v1", booking_events.ReminderCancelled),
         TopicSpec("billing.subscription.activated.v1", billing_events.SubscriptionActivated),
+        TopicSpec("billing.subscription.updated.v1", billing_events.SubscriptionUpdated),
+        TopicSpec("billing.subscription.cancelled.v1", billing_events.SubscriptionCancelled),
         TopicSpec("billing.entitlements.changed.v1", billing_events.EntitlementsChanged),
         TopicSpec("scheduler.reminder.due.v1", scheduler_events.JobDue),
         TopicSpec("notification.sent.v1", notification_events.NotificationSent),

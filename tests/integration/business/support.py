@@ -1,9 +1,12 @@
-"""Shared helpers for the business-service tests: a harness around one running service, signups through
-the real saga handler, error assertions, and database snapshots that prove a refused call wrote nothing."""
+"""Shared helpers for the business-service tests: a harness around one running service (and the billing-service
+it asks for staff seats), signups through the real saga handler, plans bought through signed Stripe webhooks,
+error assertions, and database snapshots that prove a refused call wrote nothing."""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
+import time
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -17,16 +20,19 @@ import pytest
 from apptremind_business import service as business_service
 from apptremind_business.bootstrap import SPEC
 from apptremind_gen.apptremind.auth.v1 import BusinessDraft
+from apptremind_gen.apptremind.billing import v1 as billing_pb
 from apptremind_gen.apptremind.business import v1 as pb
 from apptremind_gen.apptremind.events.auth.v1 import UserCreated
 from apptremind_platform.envelope import Event, decode, encode, headers_for
 from apptremind_platform.grpc_bridge import AsyncServiceClient
 from apptremind_platform.processing import Incoming, Outcome
 from apptremind_platform.service import ServiceRuntime
+from apptremind_platform.webhook_signatures import stripe_signature_header
 from tests.fixtures.db import ServiceDb
 from tests.fixtures.tokens import SigningKeys
 
 USER_CREATED = "auth.user.created.v1"
+BILLING_WEBHOOK_SECRET = "whsec_test_business_seats"
 M = TypeVar("M", bound=betterproto2.Message)
 Metadata = list[tuple[str, str]]
 
@@ -89,17 +95,62 @@ class Tenant:
 
 
 @dataclass
+class Billing:
+    """The real billing-service the business-service asks for staff seats."""
+
+    runtime: ServiceRuntime
+    client: AsyncServiceClient
+
+    async def buy(self, business_id: str, plan: str) -> None:
+        """Puts the business on `plan` the way Stripe does: a signed checkout.session.completed webhook."""
+        payload = json.dumps(
+            {
+                "id": f"evt_{uuid.uuid4().hex[:24]}",
+                "object": "event",
+                "created": int(time.time()),
+                "type": "checkout.session.completed",
+                "data": {
+                    "object": {
+                        "id": f"cs_test_{uuid.uuid4().hex[:16]}",
+                        "object": "checkout.session",
+                        "client_reference_id": business_id,
+                        "customer": f"cus_{uuid.uuid4().hex[:14]}",
+                        "subscription": f"sub_{uuid.uuid4().hex[:14]}",
+                        "mode": "subscription",
+                        "payment_status": "paid",
+                        "status": "complete",
+                        "metadata": {"business_id": business_id, "plan": plan},
+                    }
+                },
+            }
+        ).encode()
+        signature = stripe_signature_header(BILLING_WEBHOOK_SECRET, payload, int(time.time()))
+        done = await self.client.call(
+            "HandleStripeWebhook",
+            billing_pb.HandleStripeWebhookRequest(payload=payload, signature=signature),
+            billing_pb.HandleStripeWebhookResponse,
+            timeout=10,
+        )
+        assert done.applied, done
+
+
+@dataclass
 class Harness:
     runtime: ServiceRuntime
     db: ServiceDb
     client: AsyncServiceClient
     keys: SigningKeys
+    billing: Billing
 
     def metadata(self, user_id: str, memberships: dict[str, str]) -> Metadata:
         return list(self.keys.caller(user_id, memberships).to_metadata())
 
-    async def signup(self, slug: str | None = None, **draft: Any) -> Tenant:
-        """A business created the way production creates it: the saga handler on auth.user.created.v1."""
+    async def signup(self, slug: str | None = None, *, plan: str = "business", **draft: Any) -> Tenant:
+        """A business created the way production creates it: the saga handler on auth.user.created.v1.
+
+        It is then put on `plan` ("business": unlimited staff seats, so tests about other things are not
+        limited by seats); "free" leaves it on the free plan (one staff seat).
+        """
         assert self.runtime.pool is not None
         processor = SPEC.processors[0](self.runtime.pool, self.runtime.settings)
         user_id = str(uuid.uuid4())
@@ -108,6 +159,8 @@ class Harness:
         assert outcome is Outcome.PROCESSED
         business_id = str(business_service.signup_business_id(uuid.UUID(user_id)))
         (got_slug,) = self.db.execute("SELECT slug FROM business WHERE business_id = %s", (business_id,))[0]
+        if plan != "free":
+            await self.billing.buy(business_id, plan)
         return Tenant(business_id, user_id, str(got_slug), self.metadata(user_id, {business_id: "owner"}))
 
     async def call(

@@ -3,19 +3,180 @@
 # plugin: python-betterproto2
 # This file has been @generated
 
-__all__ = ("BillingServiceStub", "CheckEntitlementRequest", "CheckEntitlementResponse")
+__all__ = (
+    "BillingServiceStub",
+    "CancelSubscriptionRequest",
+    "CancelSubscriptionResponse",
+    "CheckEntitlementRequest",
+    "CheckEntitlementResponse",
+    "CommitUsageRequest",
+    "CommitUsageResponse",
+    "GetPortalUrlRequest",
+    "GetPortalUrlResponse",
+    "GetSubscriptionRequest",
+    "GetSubscriptionResponse",
+    "GetUsageRequest",
+    "GetUsageResponse",
+    "HandleStripeWebhookRequest",
+    "HandleStripeWebhookResponse",
+    "ListPlansRequest",
+    "ListPlansResponse",
+    "Plan",
+    "ReleaseUsageRequest",
+    "ReleaseUsageResponse",
+    "Reservation",
+    "ReservationStatus",
+    "ReserveUsageRequest",
+    "ReserveUsageResponse",
+    "StartCheckoutRequest",
+    "StartCheckoutResponse",
+    "Subscription",
+    "SubscriptionStatus",
+    "Usage",
+)
 
+import datetime
 from dataclasses import dataclass
 
 import betterproto2
 import grpc
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor
 
 from ....google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from ....message_pool import default_message_pool
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class ReservationStatus(betterproto2.Enum):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.enum_types_by_name["ReservationStatus"]
+
+    UNSPECIFIED = 0
+
+    RESERVED = 1
+
+    COMMITTED = 2
+
+    RELEASED = 3
+
+    EXPIRED = 4
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "RESERVATION_STATUS_UNSPECIFIED",
+            1: "RESERVATION_STATUS_RESERVED",
+            2: "RESERVATION_STATUS_COMMITTED",
+            3: "RESERVATION_STATUS_RELEASED",
+            4: "RESERVATION_STATUS_EXPIRED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "RESERVATION_STATUS_UNSPECIFIED": 0,
+            "RESERVATION_STATUS_RESERVED": 1,
+            "RESERVATION_STATUS_COMMITTED": 2,
+            "RESERVATION_STATUS_RELEASED": 3,
+            "RESERVATION_STATUS_EXPIRED": 4,
+        }
+
+
+class SubscriptionStatus(betterproto2.Enum):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.enum_types_by_name["SubscriptionStatus"]
+
+    UNSPECIFIED = 0
+
+    FREE = 1
+    """
+    On the free plan, never paid or downgraded.
+    """
+
+    ACTIVE = 2
+
+    TRIALING = 3
+
+    PAST_DUE = 4
+    """
+    A payment failed; the plan stays until grace_until, then the business is downgraded to free.
+    """
+
+    CANCELED = 5
+
+    INCOMPLETE = 6
+    """
+    Checkout started a subscription whose first payment is not through yet.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "SUBSCRIPTION_STATUS_UNSPECIFIED",
+            1: "SUBSCRIPTION_STATUS_FREE",
+            2: "SUBSCRIPTION_STATUS_ACTIVE",
+            3: "SUBSCRIPTION_STATUS_TRIALING",
+            4: "SUBSCRIPTION_STATUS_PAST_DUE",
+            5: "SUBSCRIPTION_STATUS_CANCELED",
+            6: "SUBSCRIPTION_STATUS_INCOMPLETE",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "SUBSCRIPTION_STATUS_UNSPECIFIED": 0,
+            "SUBSCRIPTION_STATUS_FREE": 1,
+            "SUBSCRIPTION_STATUS_ACTIVE": 2,
+            "SUBSCRIPTION_STATUS_TRIALING": 3,
+            "SUBSCRIPTION_STATUS_PAST_DUE": 4,
+            "SUBSCRIPTION_STATUS_CANCELED": 5,
+            "SUBSCRIPTION_STATUS_INCOMPLETE": 6,
+        }
+
+
+@dataclass(eq=False, repr=False)
+class CancelSubscriptionRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name[
+            "CancelSubscriptionRequest"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    at_period_end: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+    """
+    Keep the plan until the paid period ends (Stripe's cancel_at_period_end) instead of now.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.billing.v1", "CancelSubscriptionRequest", CancelSubscriptionRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class CancelSubscriptionResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name[
+            "CancelSubscriptionResponse"
+        ]
+
+    subscription: "Subscription | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.billing.v1", "CancelSubscriptionResponse", CancelSubscriptionResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -30,6 +191,12 @@ class CheckEntitlementRequest(betterproto2.Message):
     feature: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
     """
     e.g. "staff_seats", "sms_per_month", "custom_templates".
+    """
+
+    in_use: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    For features billing does not meter itself (staff_seats): how many the business has now; the
+    answer says whether one more is allowed.
     """
 
 
@@ -56,15 +223,473 @@ class CheckEntitlementResponse(betterproto2.Message):
 
     used: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
 
+    plan: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
 
 default_message_pool.register_message(
     "apptremind.billing.v1", "CheckEntitlementResponse", CheckEntitlementResponse
 )
 
 
+@dataclass(eq=False, repr=False)
+class CommitUsageRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["CommitUsageRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    reservation_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "CommitUsageRequest", CommitUsageRequest)
+
+
+@dataclass(eq=False, repr=False)
+class CommitUsageResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["CommitUsageResponse"]
+
+    reservation: "Reservation | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "CommitUsageResponse", CommitUsageResponse)
+
+
+@dataclass(eq=False, repr=False)
+class GetPortalUrlRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["GetPortalUrlRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    return_url: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "GetPortalUrlRequest", GetPortalUrlRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetPortalUrlResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["GetPortalUrlResponse"]
+
+    url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "GetPortalUrlResponse", GetPortalUrlResponse)
+
+
+@dataclass(eq=False, repr=False)
+class GetSubscriptionRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["GetSubscriptionRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.billing.v1", "GetSubscriptionRequest", GetSubscriptionRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetSubscriptionResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["GetSubscriptionResponse"]
+
+    subscription: "Subscription | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.billing.v1", "GetSubscriptionResponse", GetSubscriptionResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class GetUsageRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["GetUsageRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    meter: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Empty for every meter.
+    """
+
+
+default_message_pool.register_message("apptremind.billing.v1", "GetUsageRequest", GetUsageRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetUsageResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["GetUsageResponse"]
+
+    usage: "list[Usage]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "GetUsageResponse", GetUsageResponse)
+
+
+@dataclass(eq=False, repr=False)
+class HandleStripeWebhookRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name[
+            "HandleStripeWebhookRequest"
+        ]
+
+    payload: "bytes" = betterproto2.field(1, betterproto2.TYPE_BYTES)
+    """
+    The request body exactly as received; the signature covers these bytes.
+    """
+
+    signature: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The Stripe-Signature header.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.billing.v1", "HandleStripeWebhookRequest", HandleStripeWebhookRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class HandleStripeWebhookResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name[
+            "HandleStripeWebhookResponse"
+        ]
+
+    event_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    event_type: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    duplicate: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
+    """
+    The event was seen before; nothing was done this time.
+    """
+
+    applied: "bool" = betterproto2.field(4, betterproto2.TYPE_BOOL)
+    """
+    The event changed the business's subscription (false for ignored types and stale deliveries).
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.billing.v1", "HandleStripeWebhookResponse", HandleStripeWebhookResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ListPlansRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["ListPlansRequest"]
+
+    pass
+
+
+default_message_pool.register_message("apptremind.billing.v1", "ListPlansRequest", ListPlansRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ListPlansResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["ListPlansResponse"]
+
+    plans: "list[Plan]" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, repeated=True)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "ListPlansResponse", ListPlansResponse)
+
+
+@dataclass(eq=False, repr=False)
+class Plan(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["Plan"]
+
+    plan_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    "free", "pro", "business".
+    """
+
+    name: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    price_minor: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+    """
+    Monthly price in minor units of currency.
+    """
+
+    currency: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    entitlements: "dict[str, int]" = betterproto2.field(
+        5,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_INT64),
+    )
+    """
+    feature -> limit; -1 when unlimited, 0/1 for on/off features.
+    """
+
+    rank: "int" = betterproto2.field(6, betterproto2.TYPE_INT32)
+    """
+    Ordering of plans from the smallest.
+    """
+
+
+default_message_pool.register_message("apptremind.billing.v1", "Plan", Plan)
+
+
+@dataclass(eq=False, repr=False)
+class ReleaseUsageRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["ReleaseUsageRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    reservation_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "ReleaseUsageRequest", ReleaseUsageRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReleaseUsageResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["ReleaseUsageResponse"]
+
+    reservation: "Reservation | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "ReleaseUsageResponse", ReleaseUsageResponse)
+
+
+@dataclass(eq=False, repr=False)
+class Reservation(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["Reservation"]
+
+    reservation_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    business_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    meter: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    quantity: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+
+    status: "ReservationStatus" = betterproto2.field(
+        5, betterproto2.TYPE_ENUM, default_factory=lambda: ReservationStatus(0)
+    )
+
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.billing.v1", "Reservation", Reservation)
+
+
+@dataclass(eq=False, repr=False)
+class ReserveUsageRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["ReserveUsageRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    meter: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    e.g. "sms".
+    """
+
+    quantity: "int" = betterproto2.field(3, betterproto2.TYPE_INT64)
+
+    reservation_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    A UUID chosen by the caller: the idempotency key of this reservation.
+    """
+
+    ttl_seconds: "int" = betterproto2.field(5, betterproto2.TYPE_INT32)
+    """
+    How long the hold lasts when neither committed nor released; 0 for the default (300 s).
+    """
+
+
+default_message_pool.register_message("apptremind.billing.v1", "ReserveUsageRequest", ReserveUsageRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ReserveUsageResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["ReserveUsageResponse"]
+
+    reservation: "Reservation | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    replayed: "bool" = betterproto2.field(2, betterproto2.TYPE_BOOL)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "ReserveUsageResponse", ReserveUsageResponse)
+
+
+@dataclass(eq=False, repr=False)
+class StartCheckoutRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["StartCheckoutRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    plan: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    A paid plan id ("pro", "business").
+    """
+
+    success_url: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Where Stripe sends the user back; empty for the configured default.
+    """
+
+    cancel_url: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "StartCheckoutRequest", StartCheckoutRequest)
+
+
+@dataclass(eq=False, repr=False)
+class StartCheckoutResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["StartCheckoutResponse"]
+
+    checkout_url: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    checkout_session_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "StartCheckoutResponse", StartCheckoutResponse)
+
+
+@dataclass(eq=False, repr=False)
+class Subscription(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["Subscription"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    plan: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    The plan in force now.
+    """
+
+    status: "SubscriptionStatus" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: SubscriptionStatus(0)
+    )
+
+    stripe_customer_id: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+
+    stripe_subscription_id: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    current_period_end: "datetime.datetime | None" = betterproto2.field(
+        6, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    cancel_at_period_end: "bool" = betterproto2.field(7, betterproto2.TYPE_BOOL)
+
+    grace_until: "datetime.datetime | None" = betterproto2.field(
+        8, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    entitlements: "dict[str, int]" = betterproto2.field(
+        9,
+        betterproto2.TYPE_MAP,
+        map_meta=betterproto2.map_meta(betterproto2.TYPE_STRING, betterproto2.TYPE_INT64),
+    )
+
+    updated_at: "datetime.datetime | None" = betterproto2.field(
+        10, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.billing.v1", "Subscription", Subscription)
+
+
+@dataclass(eq=False, repr=False)
+class Usage(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["Usage"]
+
+    meter: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    period_start: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    period_end: "datetime.datetime | None" = betterproto2.field(
+        3, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+    limit: "int" = betterproto2.field(4, betterproto2.TYPE_INT64)
+    """
+    -1 when unlimited.
+    """
+
+    used: "int" = betterproto2.field(5, betterproto2.TYPE_INT64)
+
+    reserved: "int" = betterproto2.field(6, betterproto2.TYPE_INT64)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "Usage", Usage)
+
+
 class BillingServiceStub:
     """
     Plans, subscriptions, entitlements and usage.
+    ListPlans is public. Reads need an access token with a membership in the business; changes
+    (StartCheckout, GetPortalUrl, CancelSubscription) need the owner or admin role. HandleStripeWebhook
+    carries Stripe's raw webhook request, which the service authenticates itself by its signature.
+    Bad input is INVALID_ARGUMENT with a reason and changes nothing.
     """
 
     def __init__(self, channel: grpc.Channel):
@@ -81,7 +706,119 @@ class BillingServiceStub:
             CheckEntitlementResponse.FromString,
         )(message)
 
+    def list_plans(self, message: "ListPlansRequest | None" = None) -> "ListPlansResponse":
+
+        if message is None:
+            message = ListPlansRequest()
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/ListPlans",
+            ListPlansRequest.SerializeToString,
+            ListPlansResponse.FromString,
+        )(message)
+
+    def get_subscription(self, message: "GetSubscriptionRequest") -> "GetSubscriptionResponse":
+        """
+        The business's subscription; a business that never subscribed is on the free plan.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/GetSubscription",
+            GetSubscriptionRequest.SerializeToString,
+            GetSubscriptionResponse.FromString,
+        )(message)
+
+    def get_usage(self, message: "GetUsageRequest") -> "GetUsageResponse":
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/GetUsage",
+            GetUsageRequest.SerializeToString,
+            GetUsageResponse.FromString,
+        )(message)
+
+    def reserve_usage(self, message: "ReserveUsageRequest") -> "ReserveUsageResponse":
+        """
+        Holds quantity units of a meter in the current period until committed, released or expired.
+        RESOURCE_EXHAUSTED quota_exceeded when the plan's quota cannot take them. Repeating a
+        reservation_id returns the original reservation (replayed), never a second hold.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/ReserveUsage",
+            ReserveUsageRequest.SerializeToString,
+            ReserveUsageResponse.FromString,
+        )(message)
+
+    def commit_usage(self, message: "CommitUsageRequest") -> "CommitUsageResponse":
+        """
+        Turns a held reservation into usage. Committing twice is a no-op; an expired or released
+        reservation is FAILED_PRECONDITION.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/CommitUsage",
+            CommitUsageRequest.SerializeToString,
+            CommitUsageResponse.FromString,
+        )(message)
+
+    def release_usage(self, message: "ReleaseUsageRequest") -> "ReleaseUsageResponse":
+        """
+        Gives a held reservation back. Releasing twice is a no-op; a committed one is FAILED_PRECONDITION.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/ReleaseUsage",
+            ReleaseUsageRequest.SerializeToString,
+            ReleaseUsageResponse.FromString,
+        )(message)
+
+    def start_checkout(self, message: "StartCheckoutRequest") -> "StartCheckoutResponse":
+        """
+        A Stripe Checkout session (mode subscription) for upgrading to a paid plan.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/StartCheckout",
+            StartCheckoutRequest.SerializeToString,
+            StartCheckoutResponse.FromString,
+        )(message)
+
+    def get_portal_url(self, message: "GetPortalUrlRequest") -> "GetPortalUrlResponse":
+        """
+        A Stripe customer portal session for the business's Stripe customer.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/GetPortalUrl",
+            GetPortalUrlRequest.SerializeToString,
+            GetPortalUrlResponse.FromString,
+        )(message)
+
+    def cancel_subscription(self, message: "CancelSubscriptionRequest") -> "CancelSubscriptionResponse":
+        """
+        Asks Stripe to cancel the subscription; the final state arrives with Stripe's webhook.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/CancelSubscription",
+            CancelSubscriptionRequest.SerializeToString,
+            CancelSubscriptionResponse.FromString,
+        )(message)
+
+    def handle_stripe_webhook(self, message: "HandleStripeWebhookRequest") -> "HandleStripeWebhookResponse":
+        """
+        A Stripe webhook request as received by the edge (raw body and Stripe-Signature header).
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/HandleStripeWebhook",
+            HandleStripeWebhookRequest.SerializeToString,
+            HandleStripeWebhookResponse.FromString,
+        )(message)
+
+
+from ....google import protobuf as ___google__protobuf__
 
 APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n#apptremind/billing/v1/billing.proto\x12\x15apptremind.billing.v1"T\n\x17CheckEntitlementRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x18\n\x07feature\x18\x02 \x01(\tR\x07feature"^\n\x18CheckEntitlementResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x14\n\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x12\n\x04used\x18\x03 \x01(\x03R\x04used2\x85\x01\n\x0eBillingService\x12s\n\x10CheckEntitlement\x12..apptremind.billing.v1.CheckEntitlementRequest\x1a/.apptremind.billing.v1.CheckEntitlementResponseb\x06proto3'
+    b'\n#apptremind/billing/v1/billing.proto\x12\x15apptremind.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto"k\n\x17CheckEntitlementRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x18\n\x07feature\x18\x02 \x01(\tR\x07feature\x12\x15\n\x06in_use\x18\x03 \x01(\x03R\x05inUse"r\n\x18CheckEntitlementResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x14\n\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x12\n\x04used\x18\x03 \x01(\x03R\x04used\x12\x12\n\x04plan\x18\x04 \x01(\tR\x04plan"\x98\x02\n\x04Plan\x12\x17\n\x07plan_id\x18\x01 \x01(\tR\x06planId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n\x0bprice_minor\x18\x03 \x01(\x03R\npriceMinor\x12\x1a\n\x08currency\x18\x04 \x01(\tR\x08currency\x12Q\n\x0centitlements\x18\x05 \x03(\x0b2-.apptremind.billing.v1.Plan.EntitlementsEntryR\x0centitlements\x12\x12\n\x04rank\x18\x06 \x01(\x05R\x04rank\x1a?\n\x11EntitlementsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01"\x12\n\x10ListPlansRequest"F\n\x11ListPlansResponse\x121\n\x05plans\x18\x01 \x03(\x0b2\x1b.apptremind.billing.v1.PlanR\x05plans"\xf9\x04\n\x0cSubscription\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04plan\x18\x02 \x01(\tR\x04plan\x12A\n\x06status\x18\x03 \x01(\x0e2).apptremind.billing.v1.SubscriptionStatusR\x06status\x12,\n\x12stripe_customer_id\x18\x04 \x01(\tR\x10stripeCustomerId\x124\n\x16stripe_subscription_id\x18\x05 \x01(\tR\x14stripeSubscriptionId\x12H\n\x12current_period_end\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x10currentPeriodEnd\x12/\n\x14cancel_at_period_end\x18\x07 \x01(\x08R\x11cancelAtPeriodEnd\x12;\n\x0bgrace_until\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\ngraceUntil\x12Y\n\x0centitlements\x18\t \x03(\x0b25.apptremind.billing.v1.Subscription.EntitlementsEntryR\x0centitlements\x129\n\nupdated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a?\n\x11EntitlementsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01"9\n\x16GetSubscriptionRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId"b\n\x17GetSubscriptionResponse\x12G\n\x0csubscription\x18\x01 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"\xdd\x01\n\x05Usage\x12\x14\n\x05meter\x18\x01 \x01(\tR\x05meter\x12=\n\x0cperiod_start\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12\x14\n\x05limit\x18\x04 \x01(\x03R\x05limit\x12\x12\n\x04used\x18\x05 \x01(\x03R\x04used\x12\x1a\n\x08reserved\x18\x06 \x01(\x03R\x08reserved"H\n\x0fGetUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x14\n\x05meter\x18\x02 \x01(\tR\x05meter"F\n\x10GetUsageResponse\x122\n\x05usage\x18\x01 \x03(\x0b2\x1c.apptremind.billing.v1.UsageR\x05usage"\x84\x02\n\x0bReservation\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x14\n\x05meter\x18\x03 \x01(\tR\x05meter\x12\x1a\n\x08quantity\x18\x04 \x01(\x03R\x08quantity\x12@\n\x06status\x18\x05 \x01(\x0e2(.apptremind.billing.v1.ReservationStatusR\x06status\x129\n\nexpires_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\xb0\x01\n\x13ReserveUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x14\n\x05meter\x18\x02 \x01(\tR\x05meter\x12\x1a\n\x08quantity\x18\x03 \x01(\x03R\x08quantity\x12%\n\x0ereservation_id\x18\x04 \x01(\tR\rreservationId\x12\x1f\n\x0bttl_seconds\x18\x05 \x01(\x05R\nttlSeconds"x\n\x14ReserveUsageResponse\x12D\n\x0breservation\x18\x01 \x01(\x0b2".apptremind.billing.v1.ReservationR\x0breservation\x12\x1a\n\x08replayed\x18\x02 \x01(\x08R\x08replayed"\\\n\x12CommitUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId"[\n\x13CommitUsageResponse\x12D\n\x0breservation\x18\x01 \x01(\x0b2".apptremind.billing.v1.ReservationR\x0breservation"]\n\x13ReleaseUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId"\\\n\x14ReleaseUsageResponse\x12D\n\x0breservation\x18\x01 \x01(\x0b2".apptremind.billing.v1.ReservationR\x0breservation"\x8b\x01\n\x14StartCheckoutRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04plan\x18\x02 \x01(\tR\x04plan\x12\x1f\n\x0bsuccess_url\x18\x03 \x01(\tR\nsuccessUrl\x12\x1d\n\ncancel_url\x18\x04 \x01(\tR\tcancelUrl"j\n\x15StartCheckoutResponse\x12!\n\x0ccheckout_url\x18\x01 \x01(\tR\x0bcheckoutUrl\x12.\n\x13checkout_session_id\x18\x02 \x01(\tR\x11checkoutSessionId"U\n\x13GetPortalUrlRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nreturn_url\x18\x02 \x01(\tR\treturnUrl"(\n\x14GetPortalUrlResponse\x12\x10\n\x03url\x18\x01 \x01(\tR\x03url"`\n\x19CancelSubscriptionRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12"\n\rat_period_end\x18\x02 \x01(\x08R\x0batPeriodEnd"e\n\x1aCancelSubscriptionResponse\x12G\n\x0csubscription\x18\x01 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"T\n\x1aHandleStripeWebhookRequest\x12\x18\n\x07payload\x18\x01 \x01(\x0cR\x07payload\x12\x1c\n\tsignature\x18\x02 \x01(\tR\tsignature"\x8f\x01\n\x1bHandleStripeWebhookResponse\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x1d\n\nevent_type\x18\x02 \x01(\tR\teventType\x12\x1c\n\tduplicate\x18\x03 \x01(\x08R\tduplicate\x12\x18\n\x07applied\x18\x04 \x01(\x08R\x07applied*\xff\x01\n\x12SubscriptionStatus\x12!\n\x1fSUBSCRIPTION_STATUS_UNSPECIFIED\x12\x1c\n\x18SUBSCRIPTION_STATUS_FREE\x10\x01\x12\x1e\n\x1aSUBSCRIPTION_STATUS_ACTIVE\x10\x02\x12 \n\x1cSUBSCRIPTION_STATUS_TRIALING\x10\x03\x12 \n\x1cSUBSCRIPTION_STATUS_PAST_DUE\x10\x04\x12 \n\x1cSUBSCRIPTION_STATUS_CANCELED\x10\x05\x12"\n\x1eSUBSCRIPTION_STATUS_INCOMPLETE\x10\x06*\xb9\x01\n\x11ReservationStatus\x12 \n\x1eRESERVATION_STATUS_UNSPECIFIED\x12\x1f\n\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12 \n\x1cRESERVATION_STATUS_COMMITTED\x10\x02\x12\x1f\n\x1bRESERVATION_STATUS_RELEASED\x10\x03\x12\x1e\n\x1aRESERVATION_STATUS_EXPIRED\x10\x042\xba\t\n\x0eBillingService\x12s\n\x10CheckEntitlement\x12..apptremind.billing.v1.CheckEntitlementRequest\x1a/.apptremind.billing.v1.CheckEntitlementResponse\x12^\n\tListPlans\x12\'.apptremind.billing.v1.ListPlansRequest\x1a(.apptremind.billing.v1.ListPlansResponse\x12p\n\x0fGetSubscription\x12-.apptremind.billing.v1.GetSubscriptionRequest\x1a..apptremind.billing.v1.GetSubscriptionResponse\x12[\n\x08GetUsage\x12&.apptremind.billing.v1.GetUsageRequest\x1a\'.apptremind.billing.v1.GetUsageResponse\x12g\n\x0cReserveUsage\x12*.apptremind.billing.v1.ReserveUsageRequest\x1a+.apptremind.billing.v1.ReserveUsageResponse\x12d\n\x0bCommitUsage\x12).apptremind.billing.v1.CommitUsageRequest\x1a*.apptremind.billing.v1.CommitUsageResponse\x12g\n\x0cReleaseUsage\x12*.apptremind.billing.v1.ReleaseUsageRequest\x1a+.apptremind.billing.v1.ReleaseUsageResponse\x12j\n\rStartCheckout\x12+.apptremind.billing.v1.StartCheckoutRequest\x1a,.apptremind.billing.v1.StartCheckoutResponse\x12g\n\x0cGetPortalUrl\x12*.apptremind.billing.v1.GetPortalUrlRequest\x1a+.apptremind.billing.v1.GetPortalUrlResponse\x12y\n\x12CancelSubscription\x120.apptremind.billing.v1.CancelSubscriptionRequest\x1a1.apptremind.billing.v1.CancelSubscriptionResponse\x12|\n\x13HandleStripeWebhook\x121.apptremind.billing.v1.HandleStripeWebhookRequest\x1a2.apptremind.billing.v1.HandleStripeWebhookResponseb\x06proto3'
 )

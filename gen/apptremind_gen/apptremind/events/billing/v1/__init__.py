@@ -6,6 +6,8 @@
 __all__ = (
     "EntitlementsChanged",
     "SubscriptionActivated",
+    "SubscriptionCancelled",
+    "SubscriptionUpdated",
 )
 
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ betterproto2.check_compiler_version(_COMPILER_VERSION)
 @dataclass(eq=False, repr=False)
 class EntitlementsChanged(betterproto2.Message):
     """
-    billing.entitlements.changed.v1
+    billing.entitlements.changed.v1: the full entitlement set now in force for the business.
     """
 
     @betterproto2.staticproperty
@@ -52,7 +54,7 @@ default_message_pool.register_message(
 @dataclass(eq=False, repr=False)
 class SubscriptionActivated(betterproto2.Message):
     """
-    billing.subscription.activated.v1
+    billing.subscription.activated.v1: a paid plan came into force.
     """
 
     @betterproto2.staticproperty
@@ -68,12 +70,79 @@ class SubscriptionActivated(betterproto2.Message):
 
     plan: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
 
+    subscription: "___billing__v1__.Subscription | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
 
 default_message_pool.register_message(
     "apptremind.events.billing.v1", "SubscriptionActivated", SubscriptionActivated
 )
 
 
+@dataclass(eq=False, repr=False)
+class SubscriptionCancelled(betterproto2.Message):
+    """
+    billing.subscription.cancelled.v1: the paid plan ended (cancelled, or downgraded after the grace
+    period); the business is on the free plan.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BILLING_V1_BILLING_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "SubscriptionCancelled"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    subscription_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    previous_plan: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    The plan that ended.
+    """
+
+    reason: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    "cancelled" or "payment_failed".
+    """
+
+    subscription: "___billing__v1__.Subscription | None" = betterproto2.field(
+        5, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message(
+    "apptremind.events.billing.v1", "SubscriptionCancelled", SubscriptionCancelled
+)
+
+
+@dataclass(eq=False, repr=False)
+class SubscriptionUpdated(betterproto2.Message):
+    """
+    billing.subscription.updated.v1: the subscription's status, period or cancellation changed.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BILLING_V1_BILLING_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "SubscriptionUpdated"
+        ]
+
+    subscription: "___billing__v1__.Subscription | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message(
+    "apptremind.events.billing.v1", "SubscriptionUpdated", SubscriptionUpdated
+)
+
+
+from ....billing import v1 as ___billing__v1__
+
 APPTREMIND_EVENTS_BILLING_V1_BILLING_EVENTS_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n1apptremind/events/billing/v1/billing_events.proto\x12\x1capptremind.events.billing.v1"u\n\x15SubscriptionActivated\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12\x12\n\x04plan\x18\x03 \x01(\tR\x04plan"\xdc\x01\n\x13EntitlementsChanged\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04plan\x18\x02 \x01(\tR\x04plan\x12U\n\x06limits\x18\x03 \x03(\x0b2=.apptremind.events.billing.v1.EntitlementsChanged.LimitsEntryR\x06limits\x1a9\n\x0bLimitsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01b\x06proto3'
+    b'\n1apptremind/events/billing/v1/billing_events.proto\x12\x1capptremind.events.billing.v1\x1a#apptremind/billing/v1/billing.proto"\xbe\x01\n\x15SubscriptionActivated\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12\x12\n\x04plan\x18\x03 \x01(\tR\x04plan\x12G\n\x0csubscription\x18\x04 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"\xdc\x01\n\x13EntitlementsChanged\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04plan\x18\x02 \x01(\tR\x04plan\x12U\n\x06limits\x18\x03 \x03(\x0b2=.apptremind.events.billing.v1.EntitlementsChanged.LimitsEntryR\x06limits\x1a9\n\x0bLimitsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01"^\n\x13SubscriptionUpdated\x12G\n\x0csubscription\x18\x01 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"\xe7\x01\n\x15SubscriptionCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12#\n\rprevious_plan\x18\x03 \x01(\tR\x0cpreviousPlan\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason\x12G\n\x0csubscription\x18\x05 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscriptionb\x06proto3'
 )

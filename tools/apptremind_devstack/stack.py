@@ -716,7 +716,8 @@ class Stack:
                 raise StackError(
                     "stripe-mock is not installed: go install github.com/stripe/stripe-mock@latest"
                 )
-            return [binary, "-http-addr", f"{HOST}:{component.http_port}"]
+            # An explicit HTTPS address too: by default stripe-mock also binds 12112, which may be taken.
+            return [binary, "-http-addr", f"{HOST}:{component.http_port}", "-https-addr", f"{HOST}:"]
         argv = [sys.executable, "-m", component.module]
         if component.kind == "smtp":
             assert component.port is not None

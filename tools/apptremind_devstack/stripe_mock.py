@@ -58,7 +58,9 @@ class StripeMock:
             )
         if self._proc is not None:
             raise RuntimeError("stripe-mock already running")
-        argv = [binary, "-http-addr", f"127.0.0.1:{self.port}"]
+        # Given only an HTTP address, stripe-mock still binds HTTPS on 12112, which a second instance (or
+        # anything else) may hold; an empty port lets the system choose one.
+        argv = [binary, "-http-addr", f"127.0.0.1:{self.port}", "-https-addr", "127.0.0.1:"]
         log_path = self.log_file or Path(os.devnull)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:

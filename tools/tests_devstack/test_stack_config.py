@@ -192,6 +192,8 @@ def test_stripe_mock_is_launched_as_its_binary_on_its_port(
         str(binary),
         "-http-addr",
         "127.0.0.1:12111",
+        "-https-addr",
+        "127.0.0.1:",
     ]
 
 

@@ -11,6 +11,7 @@ import strawberry
 
 from apptremind_gen.apptremind.booking import v1 as booking
 from apptremind_gen.apptremind.business import v1 as business
+from apptremind_gen.apptremind.common.v1 import Money as Money_
 
 from .context import EdgeContext
 from .errors import BAD_USER_INPUT, edge_error
@@ -26,6 +27,10 @@ class AppointmentStatus(enum.Enum):
     CANCELLED = "CANCELLED"
     COMPLETED = "COMPLETED"
     NO_SHOW = "NO_SHOW"
+    # Reserved while the deposit is being paid.
+    HELD = "HELD"
+    # A hold that ended unpaid (declined or lapsed); the slot is free again.
+    RELEASED = "RELEASED"
 
 
 STATUS_FROM_PROTO = {
@@ -33,6 +38,8 @@ STATUS_FROM_PROTO = {
     booking.AppointmentStatus.CANCELLED: AppointmentStatus.CANCELLED,
     booking.AppointmentStatus.COMPLETED: AppointmentStatus.COMPLETED,
     booking.AppointmentStatus.NO_SHOW: AppointmentStatus.NO_SHOW,
+    booking.AppointmentStatus.HELD: AppointmentStatus.HELD,
+    booking.AppointmentStatus.RELEASED: AppointmentStatus.RELEASED,
 }
 STATUS_TO_PROTO = {v: k for k, v in STATUS_FROM_PROTO.items()}
 
@@ -64,6 +71,8 @@ class Appointment:
     status: AppointmentStatus
     customer: Customer | None
     confirmed_at: dt.datetime | None = None
+    deposit: Money | None = None
+    hold_expires_at: dt.datetime | None = None
 
     @classmethod
     def of(cls, a: booking.Appointment | None) -> Appointment:
@@ -81,7 +90,31 @@ class Appointment:
             if c
             else None,
             confirmed_at=a.confirmed_at,
+            deposit=Money.of(a.deposit),
+            hold_expires_at=a.hold_expires_at,
         )
+
+
+@strawberry.type
+class Money:
+    amount_minor: int
+    currency: str
+
+    @classmethod
+    def of(cls, m: Money_ | None) -> Money | None:
+        return cls(amount_minor=m.amount_minor, currency=m.currency) if m is not None else None
+
+
+@strawberry.type
+class DepositPayment:
+    """What the client confirms with Stripe.js (stripe.confirmPayment with the client secret); the
+    appointment turns BOOKED when Stripe reports the card authorised, or RELEASED on a decline or at
+    holdExpiresAt."""
+
+    amount: Money | None
+    payment_intent_id: str
+    client_secret: str
+    hold_expires_at: dt.datetime | None
 
 
 @strawberry.type
@@ -95,6 +128,8 @@ class BookingPayload:
     appointment: Appointment
     self_service_token: str
     replayed: bool
+    # Set when the service takes a deposit: the appointment is HELD until it is paid.
+    payment: DepositPayment | None = None
 
 
 @strawberry.input
@@ -176,6 +211,18 @@ class BookingQuery:
         ]
 
     @strawberry.field
+    async def my_appointment(self, info: Info, token: str) -> Appointment:
+        """The customer's own appointment, by the self-service token from the booking."""
+        info.context.limits.public_per_ip.check(info.context.client_ip, "appointment")
+        response = await info.context.call(
+            "booking",
+            "GetAppointment",
+            booking.GetAppointmentRequest(self_service_token=token),
+            booking.GetAppointmentResponse,
+        )
+        return Appointment.of(response.appointment)
+
+    @strawberry.field
     async def appointments(
         self,
         info: Info,
@@ -232,10 +279,19 @@ class BookingMutation:
             ),
             booking.BookAppointmentResponse,
         )
+        p = response.payment
         return BookingPayload(
             appointment=Appointment.of(response.appointment),
             self_service_token=response.self_service_token,
             replayed=response.replayed,
+            payment=DepositPayment(
+                amount=Money.of(p.amount),
+                payment_intent_id=p.payment_intent_id,
+                client_secret=p.client_secret,
+                hold_expires_at=p.hold_expires_at,
+            )
+            if p is not None
+            else None,
         )
 
     @strawberry.mutation

@@ -204,6 +204,10 @@ class CreateServiceInput:
     buffer_before_minutes: int = 0
     buffer_after_minutes: int = 0
     staff_ids: list[strawberry.ID] = strawberry.field(default_factory=list)
+    # Paid when booking (held until paid); part of the price. 0: none.
+    deposit_minor: int = 0
+    # A customer cancelling at least this many hours ahead gets the deposit back.
+    free_cancellation_hours: int = 0
 
 
 @strawberry.input
@@ -217,6 +221,8 @@ class UpdateServiceInput:
     buffer_after_minutes: int | None = None
     staff_ids: list[strawberry.ID] | None = None
     active: bool | None = None
+    deposit_minor: int | None = None
+    free_cancellation_hours: int | None = None
 
 
 @strawberry.input
@@ -329,6 +335,8 @@ class CatalogMutation:
                 buffer_before_minutes=input.buffer_before_minutes,
                 buffer_after_minutes=input.buffer_after_minutes,
                 staff_ids=list(input.staff_ids),
+                deposit_minor=input.deposit_minor,
+                free_cancellation_hours=input.free_cancellation_hours,
             ),
             business.CreateServiceResponse,
         )
@@ -351,6 +359,8 @@ class CatalogMutation:
                 staff_ids=list(input.staff_ids or []),
                 update_staff_ids=input.staff_ids is not None,
                 active=input.active,
+                deposit_minor=input.deposit_minor,
+                free_cancellation_hours=input.free_cancellation_hours,
             ),
             business.UpdateServiceResponse,
         )

@@ -207,6 +207,9 @@ class Service:
     buffer_after_minutes: int
     staff_ids: list[strawberry.ID]
     active: bool
+    # 0 when the service needs no deposit; in the service's currency.
+    deposit_minor: int
+    free_cancellation_hours: int
 
     @classmethod
     def of(cls, s: business.Service | None) -> Service:
@@ -221,6 +224,8 @@ class Service:
             buffer_after_minutes=s.buffer_after_minutes,
             staff_ids=[strawberry.ID(i) for i in s.staff_ids],
             active=s.active,
+            deposit_minor=s.deposit.amount_minor if s.deposit else 0,
+            free_cancellation_hours=s.free_cancellation_hours,
         )
 
 

@@ -4,6 +4,7 @@ on its own database, their outbox relays, and the session's real Kafka broker.""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -12,12 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from apptremind_auth.bootstrap import SPEC as AUTH
+from apptremind_auth.settings import AuthSettings
 from apptremind_billing.bootstrap import SPEC as BILLING
 from apptremind_billing.bootstrap import build_spec as build_billing_spec
 from apptremind_billing.settings import BillingSettings
 from apptremind_booking.bootstrap import SPEC as BOOKING
+from apptremind_booking.settings import BookingSettings
 from apptremind_business.bootstrap import SPEC as BUSINESS
 from apptremind_business.settings import BusinessSettings
 from apptremind_devstack.kafka import KafkaBroker
@@ -27,6 +31,7 @@ from apptremind_edge.app import create_app
 from apptremind_edge.settings import EdgeSettings
 from apptremind_notification.bootstrap import SPEC as NOTIFICATION
 from apptremind_platform.service import ServiceRuntime, ServiceSpec
+from apptremind_platform.service_credentials import secret_digest
 from apptremind_platform.settings import ServiceSettings
 from apptremind_scheduler.bootstrap import SPEC as SCHEDULER
 from tests.fixtures.db import ServiceDb
@@ -58,6 +63,10 @@ class Platform:
     runtimes: dict[str, ServiceRuntime] = field(default_factory=dict)
     specs: dict[str, ServiceSpec] = field(default_factory=lambda: dict(SPECS))
     group_suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    # Each service's client secret for service tokens (ADR 0013); auth-service is given their hashes.
+    client_secrets: dict[str, str] = field(default_factory=lambda: {n: secrets.token_hex(32) for n in SPECS})
+    # BookingSettings fields for this platform's booking-service (e.g. a short hold).
+    booking_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def auth_db(self) -> ServiceDb:
@@ -79,7 +88,11 @@ class Platform:
             # a restarted service resumes where its group stopped.
             consumer_group=f"{name}-{self.group_suffix}",
             consumer_offset_reset="latest",
+            service_client_secret=SecretStr(self.client_secrets[name]),
         )
+        if name == "auth":
+            clients = ",".join(f"{n}:{secret_digest(s)}" for n, s in self.client_secrets.items())
+            settings = AuthSettings(**settings.model_dump(), auth_service_clients=clients)
         if name == "business":
             # Staff seats are billing-service's answer; a platform started without billing switches the
             # check off explicitly (its tests add staff beyond the free plan and are not about billing).
@@ -89,6 +102,12 @@ class Platform:
                 settings = settings.model_copy(
                     update={"billing_target": f"127.0.0.1:{self.ports['billing']}"}
                 )
+        if name == "booking":
+            settings = BookingSettings(
+                **settings.model_dump(),
+                booking_billing_target=f"127.0.0.1:{self.ports['billing']}",
+                **self.booking_overrides,
+            )
         runtime = ServiceRuntime(spec, settings)
         await runtime.start()
         await runtime.consumers_assigned()
@@ -133,10 +152,12 @@ async def platform_running(
     services: tuple[str, ...] = ("auth", "business"),
     ports: dict[str, int] | None = None,
     billing: BillingSettings | None = None,
+    booking_overrides: dict[str, Any] | None = None,
     **edge: Any,
 ) -> AsyncIterator[Platform]:
     """The edge in front of `services` (started in order), each with its database and its relay;
-    `billing` gives billing-service its Stripe settings (stripe-mock, webhook secret, prices)."""
+    `billing` gives billing-service its Stripe settings (stripe-mock, webhook secret, prices),
+    `booking_overrides` booking-service's own settings."""
     specs = dict(SPECS)
     if billing is not None:
         specs["billing"] = build_billing_spec(billing=billing)
@@ -152,7 +173,9 @@ async def platform_running(
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://edge")
         )
-        platform = Platform(postgres, kafka, dbs, ports, client, specs=specs)
+        platform = Platform(
+            postgres, kafka, dbs, ports, client, specs=specs, booking_overrides=dict(booking_overrides or {})
+        )
         try:
             for name in services:
                 await platform.start(name)

@@ -1,10 +1,14 @@
 """docker-compose.yml and the Helm chart only start commands that exist, and wire the reminder pipeline the
 way `make up` does: the stream worker on notification's database with the providers' settings, one SMS
-auth token shared by provider, edge and notification-service, and a scheduler pool that covers its workers."""
+auth token shared by provider, edge and notification-service, and a scheduler pool that covers its workers.
+All three (and `make up`'s own process settings) give each calling service a client secret and auth-service
+exactly their hashes (ADR 0013)."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
+import re
 import shutil
 import subprocess
 import tomllib
@@ -15,7 +19,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from apptremind_auth.settings import AuthSettings
+from apptremind_devstack.stack import SERVICE_CLIENTS, STREAMS, Layout, Stack, load_or_create_secrets
 from apptremind_edge.webhooks import STATUS_PATH
+from apptremind_platform.service_credentials import secret_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = {"auth", "business", "booking", "billing", "scheduler", "notification", "analytics"}
@@ -32,6 +39,10 @@ STREAMS_ENV = {
     "APPTREMIND_SMS_STATUS_CALLBACK_URL",
     "APPTREMIND_STREAMS_DATA_DIR",
 }
+
+
+# Services that call others on their own behalf, and the processes that use each one's identity.
+CALLERS = {"booking": ("booking",), "notification": ("notification", "streams")}
 
 
 def console_scripts() -> set[str]:
@@ -197,3 +208,113 @@ def test_chart_sends_no_status_callbacks_without_a_public_url() -> None:
     assert "APPTREMIND_SMTP_PASSWORD" not in streams
     with_auth = _env(_rendered("providers.smtp.username=mailer")["streams"])
     assert with_auth["APPTREMIND_SMTP_PASSWORD"]["secretKeyRef"]["key"] == "smtp-password"
+
+
+# -- service credentials (ADR 0013) ---------------------------------------------------------------------
+
+
+def accepted_hashes(clients: str) -> dict[str, tuple[bytes, ...]]:
+    """auth-service's reading of APPTREMIND_AUTH_SERVICE_CLIENTS (refusing what it would refuse at start)."""
+    return AuthSettings(auth_service_clients=clients).service_clients
+
+
+def compose_default(value: str) -> str:
+    """The default of a `${VAR:-default}` value, as compose resolves it without the variable set."""
+    match = re.fullmatch(r"\$\{[A-Z0-9_]+:-(.*)\}", value)
+    assert match, value
+    return match.group(1)
+
+
+def test_compose_gives_callers_secrets_and_auth_their_hashes(compose: dict[str, Any]) -> None:
+    auth_port = compose["auth"]["environment"]["APPTREMIND_GRPC_PORT"]
+    hashes = accepted_hashes(
+        compose_default(compose["auth"]["environment"]["APPTREMIND_AUTH_SERVICE_CLIENTS"])
+    )
+    assert set(hashes) == set(CALLERS)
+    for client, processes in CALLERS.items():
+        secrets = set()
+        for process in processes:
+            env = compose[process]["environment"]
+            assert env["APPTREMIND_SERVICE_NAME"] == client, process
+            assert env["APPTREMIND_AUTH_TARGET"] == f"auth:{auth_port}", process
+            secrets.add(env["APPTREMIND_SERVICE_CLIENT_SECRET"])
+        [secret] = secrets
+        assert bytes.fromhex(secret_digest(compose_default(secret))) in hashes[client]
+    # Only the callers hold a secret; relays share their service's settings but not its credentials.
+    holders = {
+        name
+        for name, svc in compose.items()
+        if "APPTREMIND_SERVICE_CLIENT_SECRET" in svc.get("environment", {})
+    }
+    assert holders == {p for processes in CALLERS.values() for p in processes}
+    for name in SERVICES - {"auth"}:
+        assert compose[name]["environment"]["APPTREMIND_AUTH_TARGET"] == f"auth:{auth_port}"
+
+
+def _rendered_documents(*sets: str) -> list[dict[str, Any]]:
+    argv = [_helm(), "template", "apptremind", str(ROOT / "charts/apptremind")]
+    for value in sets:
+        argv += ["--set", value]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True, timeout=60).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_chart_keeps_client_secrets_in_a_secret_and_gives_auth_their_hashes() -> None:
+    old_hash = secret_digest("the-old-booking-secret")
+    documents = _rendered_documents(
+        "serviceCredentials.secrets.booking=booking-secret-1",
+        f"serviceCredentials.extraHashes.booking={old_hash}",
+    )
+    [secret] = [
+        d
+        for d in documents
+        if d["kind"] == "Secret" and d["metadata"]["name"] == "apptremind-service-credentials"
+    ]
+    data = {key: base64.b64decode(value).decode() for key, value in secret["data"].items()}
+    assert data["booking-client-secret"] == "booking-secret-1"
+    assert len(data["notification-client-secret"]) >= 32  # generated
+    hashes = accepted_hashes(data["auth-service-clients"])
+    assert hashes == {
+        "booking": (bytes.fromhex(secret_digest("booking-secret-1")), bytes.fromhex(old_hash)),
+        "notification": (bytes.fromhex(secret_digest(data["notification-client-secret"])),),
+    }
+
+    containers = {
+        d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]
+        for d in documents
+        if d["kind"] == "Deployment"
+    }
+    ref = {"secretKeyRef": {"name": "apptremind-service-credentials", "key": "auth-service-clients"}}
+    assert _env(containers["auth"])["APPTREMIND_AUTH_SERVICE_CLIENTS"] == ref
+    for client, processes in CALLERS.items():
+        for process in processes:
+            env = _env(containers[process])
+            assert env["APPTREMIND_SERVICE_NAME"] == client, process
+            assert env["APPTREMIND_AUTH_TARGET"] == "auth:50051", process
+            assert env["APPTREMIND_SERVICE_CLIENT_SECRET"] == {
+                "secretKeyRef": {"name": "apptremind-service-credentials", "key": f"{client}-client-secret"}
+            }
+    holders = {name for name, c in containers.items() if "APPTREMIND_SERVICE_CLIENT_SECRET" in _env(c)}
+    assert holders == {p for processes in CALLERS.values() for p in processes}
+
+
+def test_make_up_gives_callers_secrets_and_auth_their_hashes(tmp_path: Path) -> None:
+    stack = Stack(tmp_path / "stack")
+    stack_secrets, _ = load_or_create_secrets(tmp_path / "secrets.json")
+    assert set(SERVICE_CLIENTS) == set(CALLERS)
+    layout = Layout.from_env({})
+    admin_dsn = "postgresql://postgres:pw@127.0.0.1:15432/postgres"
+    envs = {c.name: stack._env(c, layout, admin_dsn, stack_secrets) for c in layout.components(edge=True)}
+    hashes = accepted_hashes(envs["auth"]["APPTREMIND_AUTH_SERVICE_CLIENTS"])
+    assert set(hashes) == set(CALLERS)
+    for client, processes in CALLERS.items():
+        for process in processes:
+            env = envs[process]
+            assert env["APPTREMIND_SERVICE_NAME"] == client, process
+            assert hashes[client] == (bytes.fromhex(secret_digest(env["APPTREMIND_SERVICE_CLIENT_SECRET"])),)
+    holders = {name for name, env in envs.items() if "APPTREMIND_SERVICE_CLIENT_SECRET" in env}
+    assert holders == {"booking", "notification", STREAMS}
+    # The secrets are generated once and kept, like every other secret of the stack.
+    again, _ = load_or_create_secrets(tmp_path / "secrets.json")
+    assert again.client_secrets == stack_secrets.client_secrets
+    assert stack_secrets.client_secrets["booking"] != stack_secrets.client_secrets["notification"]

@@ -8,8 +8,8 @@ can report on them or stop them.
 State directory layout::
 
     stack.json      ports of the stack as launched (read by status, and by up while anything still runs)
-    secrets.json    generated database passwords, the SMS account's auth token and the Stripe webhook
-                    signing secret, mode 0600, reused
+    secrets.json    generated database passwords, the SMS account's auth token, the Stripe webhook
+                    signing secret and the service clients' secrets, mode 0600, reused
     data/postgres   the Postgres cluster          data/kafka   the Kafka metadata log and topic data
     data/streams    the Faust worker's data dir   smtp-sink/   the SMTP sink's certificate (its own CA)
     mail/           every mail the SMTP sink accepted, one .eml file each
@@ -30,7 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit, urlunsplit
@@ -91,6 +91,9 @@ STREAMS_MODULE = "apptremind_streams.worker"
 STREAMS_GROUP = "apptremind-streams"
 # The service whose database and settings the stream worker shares.
 STREAMS_SERVICE = "notification"
+# Services that call others on their own behalf (ADR 0013), each with a client secret at auth-service; the
+# stream worker uses notification's identity.
+SERVICE_CLIENTS: tuple[str, ...] = ("booking", "notification")
 # The edge's SMS webhooks (edge/apptremind_edge/webhooks.py).
 SMS_STATUS_PATH = "/webhooks/twilio/status"
 SMS_INBOUND_PATH = "/webhooks/twilio/inbound"
@@ -426,6 +429,17 @@ class Secrets:
     sms_auth_token: str
     # The Stripe webhook endpoint's signing secret (whsec_...): the edge and billing-service verify with it.
     stripe_webhook_secret: str = ""
+    # Each SERVICE_CLIENTS service's client secret: the service (and the stream worker, notification's)
+    # gets its own, auth-service only the SHA-256 of each.
+    client_secrets: dict[str, str] = field(default_factory=dict)
+
+    def service_clients(self) -> str:
+        """auth-service's APPTREMIND_AUTH_SERVICE_CLIENTS: ``booking:<sha256 hex>,notification:...``."""
+        from apptremind_platform.service_credentials import secret_digest
+
+        return ",".join(
+            f"{name}:{secret_digest(secret)}" for name, secret in sorted(self.client_secrets.items())
+        )
 
 
 def _new_password() -> str:
@@ -449,11 +463,15 @@ def load_or_create_secrets(path: Path) -> tuple[Secrets, bool]:
     if not data.get("stripe_webhook_secret"):
         data["stripe_webhook_secret"] = "whsec_" + _new_password()
         changed = True
-    for key in ("runtime_passwords", "migrator_passwords"):
+    for key, names in (
+        ("runtime_passwords", SERVICES),
+        ("migrator_passwords", SERVICES),
+        ("client_secrets", SERVICE_CLIENTS),
+    ):
         passwords: dict[str, str] = data.setdefault(key, {})
-        for service in SERVICES:
-            if not passwords.get(service):
-                passwords[service] = _new_password()
+        for name in names:
+            if not passwords.get(name):
+                passwords[name] = _new_password()
                 changed = True
     if changed:
         # Written 0600 from the first byte (never world-readable, even briefly), then renamed into place.
@@ -471,6 +489,7 @@ def load_or_create_secrets(path: Path) -> tuple[Secrets, bool]:
             dict(data["migrator_passwords"]),
             data["sms_auth_token"],
             data["stripe_webhook_secret"],
+            {name: data["client_secrets"][name] for name in SERVICE_CLIENTS},
         ),
         created,
     )
@@ -850,6 +869,8 @@ class Stack:
         }
         if component.grpc_port is not None:
             env["APPTREMIND_GRPC_PORT"] = str(component.grpc_port)
+        if component.kind == "service":
+            env |= self._credentials_env(component.service, stack_secrets)
         if component.kind == "service" and component.service == "notification":
             env |= {
                 "APPTREMIND_BOOKING_TARGET": layout.grpc_target("booking"),
@@ -858,6 +879,9 @@ class Stack:
         if component.kind == "service" and component.service == "business":
             # CreateStaff asks billing for a staff seat.
             env["APPTREMIND_BILLING_TARGET"] = layout.grpc_target("billing")
+        if component.kind == "service" and component.service == "booking":
+            # Deposits (the paid booking saga) are authorised by billing.
+            env["APPTREMIND_BOOKING_BILLING_TARGET"] = layout.grpc_target("billing")
         if component.kind == "service" and component.service == "billing":
             env |= {
                 "APPTREMIND_STRIPE_API_KEY": STRIPE_MOCK_API_KEY,
@@ -871,6 +895,17 @@ class Stack:
             env["APPTREMIND_DB_POOL_MAX"] = str(scheduler_pool_max(os.environ))
         return env
 
+    @staticmethod
+    def _credentials_env(service: str, stack_secrets: Secrets) -> dict[str, str]:
+        """auth-service's list of client hashes, or a calling service's identity and client secret."""
+        if service == "auth":
+            return {"APPTREMIND_AUTH_SERVICE_CLIENTS": stack_secrets.service_clients()}
+        secret = stack_secrets.client_secrets.get(service)
+        if not secret:
+            return {}
+        # The client id is the service name, which the stream worker takes from notification.
+        return {"APPTREMIND_SERVICE_NAME": service, "APPTREMIND_SERVICE_CLIENT_SECRET": secret}
+
     def _streams_env(self, layout: Layout, stack_secrets: Secrets) -> dict[str, str]:
         """The stream worker's settings: notification's (its database is set by the caller), the providers
         of this stack, and a Faust data directory inside the state directory."""
@@ -879,7 +914,7 @@ class Stack:
         self.state.streams_data.mkdir(parents=True, exist_ok=True)
         # Without the edge nothing could receive the SMS server's status callbacks.
         callback = f"{layout.edge_url}{SMS_STATUS_PATH}" if _module_exists(EDGE_MODULE) else ""
-        return {
+        return self._credentials_env(STREAMS_SERVICE, stack_secrets) | {
             "APPTREMIND_BOOKING_TARGET": layout.grpc_target("booking"),
             "APPTREMIND_SMTP_HOST": HOST,
             "APPTREMIND_SMTP_PORT": str(layout.smtp_port),
@@ -994,7 +1029,8 @@ class Stack:
             (
                 "secrets",
                 "file",
-                f"{self.state.secrets_file} (DB passwords, SMS auth token, Stripe webhook secret)",
+                f"{self.state.secrets_file} (DB passwords, SMS auth token, Stripe webhook secret, "
+                "service client secrets)",
             ),
         ]
         self._table(("COMPONENT", "WHAT", "ADDRESS"), rows)

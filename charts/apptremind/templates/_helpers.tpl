@@ -18,6 +18,8 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
   value: "postgresql://apptremind_{{ .name }}:$(APPTREMIND_DB_PASSWORD)@{{ .root.Values.postgres.host }}:{{ .root.Values.postgres.port }}/apptremind_{{ .name }}"
 - name: APPTREMIND_KAFKA_BOOTSTRAP_SERVERS
   value: {{ .root.Values.kafka.bootstrapServers | quote }}
+- name: APPTREMIND_AUTH_TARGET
+  value: {{ printf "auth:%v" .root.Values.services.auth.grpcPort | quote }}
 - name: APPTREMIND_SERVICE_NAME
   value: {{ .serviceName | default .name | quote }}
 - name: APPTREMIND_LOG_LEVEL
@@ -78,4 +80,22 @@ valueFrom:
 {{- end }}
 - name: APPTREMIND_SMS_STATUS_CALLBACK_URL
   value: {{ if .Values.edge.publicBaseUrl }}{{ printf "%s/webhooks/twilio/status" (trimSuffix "/" .Values.edge.publicBaseUrl) | quote }}{{ else }}""{{ end }}
+{{- end }}
+
+{{/* A calling service's client secret (ADR 0013); its client id is its APPTREMIND_SERVICE_NAME. */}}
+{{- define "apptremind.clientSecretEnv" -}}
+- name: APPTREMIND_SERVICE_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .root.Values.serviceCredentials.secretName }}
+      key: {{ .client }}-client-secret
+{{- end }}
+
+{{/* auth-service's list of the clients' secret hashes. */}}
+{{- define "apptremind.serviceClientsEnv" -}}
+- name: APPTREMIND_AUTH_SERVICE_CLIENTS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.serviceCredentials.secretName }}
+      key: auth-service-clients
 {{- end }}

@@ -34,9 +34,16 @@ def build_service(settings: AuthSettings, clock: Clock) -> AuthService:
     return AuthService(
         clock=clock,
         passwords=Passwords(),
-        keys=KeyRing(settings.access_token_ttl),
-        lifetimes=Lifetimes(settings.access_token_ttl, settings.refresh_token_ttl, settings.invitation_ttl),
+        # A retired key stays published as long as the longest-lived token it may have signed.
+        keys=KeyRing(max(settings.access_token_ttl, settings.service_token_ttl)),
+        lifetimes=Lifetimes(
+            settings.access_token_ttl,
+            settings.refresh_token_ttl,
+            settings.invitation_ttl,
+            settings.service_token_ttl,
+        ),
         admin_token=settings.auth_admin_token.get_secret_value(),
+        service_clients=settings.service_clients,
     )
 
 

@@ -25,6 +25,8 @@ from apptremind_gen.apptremind.auth.v1 import (
     Invitation,
     InviteStaffRequest,
     InviteStaffResponse,
+    IssueServiceTokenRequest,
+    IssueServiceTokenResponse,
     ListMembersRequest,
     ListMembersResponse,
     LogInRequest,
@@ -187,6 +189,15 @@ class AuthServiceServicer:
         return ListMembersResponse(
             memberships=[_membership(m) for m in memberships], next_page_token=next_token
         )
+
+    async def issue_service_token(
+        self, request: IssueServiceTokenRequest, context: Any
+    ) -> IssueServiceTokenResponse:
+        async with _unit_of_work(self._pool) as conn:
+            token, expires_at = await self._service.issue_service_token(
+                conn, request.client_id, request.client_secret
+            )
+        return IssueServiceTokenResponse(access_token=token, expires_at=expires_at)
 
     async def rotate_signing_key(
         self, request: RotateSigningKeyRequest, context: Any

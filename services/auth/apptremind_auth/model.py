@@ -25,6 +25,13 @@ INVITABLE_ROLES = (ADMIN, STAFF)
 # Deliberately loose (one @, a dot in the domain, no spaces): the invitation or log-in proves the address;
 # a stricter pattern mostly refuses real addresses.
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+# A service client's id is a service name ("booking"); its secret is random text of reasonable length.
+_CLIENT_ID = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+MAX_CLIENT_SECRET_LENGTH = 512
+
+# client id -> the SHA-256 digests of its accepted secrets (two while a secret is being rotated).
+ServiceClients = dict[str, tuple[bytes, ...]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,3 +138,43 @@ def parse_id(raw: str, field: str) -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise InvalidArgument(f"invalid_{field}", f"{field} must be a UUID", field=field) from None
+
+
+def check_client(client_id: str, client_secret: str) -> None:
+    """The shape of IssueServiceToken's input; whether the client exists is not told here."""
+    if not client_id:
+        raise InvalidArgument("missing_client_id", "client_id is required", field="client_id")
+    if not _CLIENT_ID.match(client_id):
+        raise InvalidArgument("invalid_client_id", "client_id is a service name", field="client_id")
+    if not client_secret:
+        raise InvalidArgument("missing_client_secret", "client_secret is required", field="client_secret")
+    if len(client_secret) > MAX_CLIENT_SECRET_LENGTH:
+        raise InvalidArgument(
+            "invalid_client_secret",
+            f"client_secret may have at most {MAX_CLIENT_SECRET_LENGTH} characters",
+            field="client_secret",
+        )
+
+
+def parse_service_clients(text: str) -> ServiceClients:
+    """`booking:<sha256 hex>,notification:<hex>|<hex>` as {client id: digests}; ValueError when malformed.
+
+    Several digests for one client (separated by '|') accept either secret: how a secret is rotated.
+    """
+    clients: ServiceClients = {}
+    for entry in (part.strip() for part in text.split(",")):
+        if not entry:
+            continue
+        client_id, sep, hashes = entry.partition(":")
+        client_id = client_id.strip()
+        if not sep or not _CLIENT_ID.match(client_id):
+            raise ValueError(f"service client {entry!r} is not <name>:<sha256 hex>[|<sha256 hex>...]")
+        if client_id in clients:
+            raise ValueError(f"service client {client_id!r} is listed twice; separate its hashes with '|'")
+        digests = [h.strip().lower() for h in hashes.split("|")]
+        if not digests or not all(_SHA256_HEX.match(h) for h in digests):
+            raise ValueError(
+                f"service client {client_id!r}: each secret hash must be 64 hex digits (SHA-256)"
+            )
+        clients[client_id] = tuple(bytes.fromhex(h) for h in digests)
+    return clients

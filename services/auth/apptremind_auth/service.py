@@ -1,4 +1,4 @@
-"""The auth-service's use cases: accounts, sessions, signing keys, memberships and invitations.
+"""The auth-service's use cases: accounts, sessions, service tokens, signing keys, memberships, invitations.
 
 Each method runs inside the unit of work its caller (the gRPC servicer or the consumer) opened, so a
 domain change and its outbox event commit together; no SQL here, only the Repository. Time comes from the
@@ -35,8 +35,10 @@ from .model import (
     BusinessDraft,
     Invitation,
     Membership,
+    ServiceClients,
     Session,
     User,
+    check_client,
     check_draft,
     check_invitable_role,
     check_password,
@@ -63,6 +65,7 @@ class Lifetimes:
     access_token: dt.timedelta
     refresh_token: dt.timedelta
     invitation: dt.timedelta
+    service_token: dt.timedelta = dt.timedelta(minutes=15)
 
 
 def _digest(token: str) -> bytes:
@@ -75,6 +78,10 @@ def _invalid_credentials() -> Unauthenticated:
     return Unauthenticated("invalid_credentials", "the e-mail or password is wrong")
 
 
+# Compared against when the client id is unknown, so that refusal costs what a wrong secret costs.
+_NO_CLIENT = (hashlib.sha256(b"no such client").digest(),)
+
+
 class AuthService:
     def __init__(
         self,
@@ -83,12 +90,14 @@ class AuthService:
         keys: KeyRing,
         lifetimes: Lifetimes,
         admin_token: str = "",
+        service_clients: ServiceClients | None = None,
     ) -> None:
         self._clock = clock
         self._passwords = passwords
         self._keys = keys
         self._lifetimes = lifetimes
         self._admin_token = admin_token
+        self._service_clients = dict(service_clients or {})
 
     # -- accounts ------------------------------------------------------------------------------------
     async def sign_up(
@@ -215,6 +224,31 @@ class AuthService:
         stored = await repo.refresh_token(_digest(refresh_token))
         if stored is not None:
             await repo.revoke_family(stored.family_id, self._clock.now(), "logged_out")
+
+    # -- service tokens ------------------------------------------------------------------------------
+    async def issue_service_token(
+        self, conn: Conn, client_id: str, client_secret: str
+    ) -> tuple[str, dt.datetime]:
+        """A token for the service `client_id` acting on its own behalf (ADR 0013), if the secret is right.
+
+        An unknown client and a wrong secret get the same answer after the same work: the presented
+        secret's digest is compared, in constant time, with every digest listed for the client (or with a
+        dummy one), so neither the answer nor its timing tells which services exist.
+        """
+        check_client(client_id, client_secret)
+        presented = hashlib.sha256(client_secret.encode()).digest()
+        known = client_id in self._service_clients
+        matches = [
+            hmac.compare_digest(presented, digest)
+            for digest in self._service_clients.get(client_id, _NO_CLIENT)
+        ]
+        if not known or not any(matches):
+            raise Unauthenticated("invalid_client", "the client id or secret is wrong")
+        now = self._clock.now()
+        key = await self._keys.current(Repository(conn), now)
+        return access_tokens.sign_service(
+            key.private_key, key.kid, client_id, ttl=self._lifetimes.service_token, now=now
+        )
 
     # -- signing keys --------------------------------------------------------------------------------
     async def jwks(self, conn: Conn) -> str:

@@ -1,4 +1,5 @@
-"""The auth-service's settings: the platform's ServiceSettings plus token lifetimes and the admin token.
+"""The auth-service's settings: the platform's ServiceSettings plus token lifetimes, the admin token and the
+service clients allowed to ask for service tokens.
 
 Every field reads from `APPTREMIND_<FIELD>` (so `auth_admin_token` is `APPTREMIND_AUTH_ADMIN_TOKEN`).
 """
@@ -8,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 
 from apptremind_platform.settings import ServiceSettings
+
+from .model import ServiceClients, parse_service_clients
 
 
 class AuthSettings(ServiceSettings):
@@ -20,6 +23,16 @@ class AuthSettings(ServiceSettings):
     auth_invitation_ttl_s: float = 7 * 24 * 3600
     # Required by RotateSigningKey (metadata `x-apptremind-admin-token`); empty disables the RPC.
     auth_admin_token: SecretStr = SecretStr("")
+    # Services that may call IssueServiceToken (ADR 0013): `<name>:<sha256 hex of its secret>`, comma
+    # separated; `|` between two hashes of one client while its secret is rotated. Only hashes live here.
+    auth_service_clients: str = ""
+    auth_service_token_ttl_s: float = 15 * 60
+
+    @field_validator("auth_service_clients")
+    @classmethod
+    def _valid_clients(cls, value: str) -> str:
+        parse_service_clients(value)
+        return value
 
     @classmethod
     def from_service(cls, settings: ServiceSettings, **overrides: Any) -> AuthSettings:
@@ -39,3 +52,11 @@ class AuthSettings(ServiceSettings):
     @property
     def invitation_ttl(self) -> dt.timedelta:
         return dt.timedelta(seconds=self.auth_invitation_ttl_s)
+
+    @property
+    def service_token_ttl(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.auth_service_token_ttl_s)
+
+    @property
+    def service_clients(self) -> ServiceClients:
+        return parse_service_clients(self.auth_service_clients)

@@ -1,4 +1,5 @@
-"""Wires the billing-service process: its servicer, its migrations and its housekeeping."""
+"""Wires the billing-service process: its servicer, its migrations, its consumer (booking's deposit
+settlement requests), the deposit settler and its housekeeping."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from apptremind_platform import service as platform_service
 from apptremind_platform.background import BackgroundTask, periodic
 from apptremind_platform.clock import Clock, SystemClock
 from apptremind_platform.db import unit_of_work
+from apptremind_platform.processing import MessageProcessor
 from apptremind_platform.settings import ServiceSettings
 
-from . import usage, webhooks
+from . import deposits, usage, webhooks
 from .grpc import SERVICE, BillingServiceServicer
 from .settings import BillingSettings
 from .stripe_gateway import StripeGateway
@@ -28,10 +30,23 @@ def build_spec(
     def own_settings() -> BillingSettings:
         return billing or BillingSettings()
 
-    def servicers(pool: AsyncConnectionPool, settings: ServiceSettings) -> Sequence[tuple[object, str]]:
+    def gateway() -> StripeGateway:
         own = own_settings()
-        gateway = StripeGateway(own.stripe_api_key, own.stripe_api_base)
-        return [(BillingServiceServicer(pool, used_clock, own, gateway), SERVICE)]
+        return StripeGateway(own.stripe_api_key, own.stripe_api_base)
+
+    def servicers(pool: AsyncConnectionPool, settings: ServiceSettings) -> Sequence[tuple[object, str]]:
+        return [(BillingServiceServicer(pool, used_clock, own_settings(), gateway()), SERVICE)]
+
+    def settlements(pool: AsyncConnectionPool, settings: ServiceSettings) -> MessageProcessor:
+        return deposits.settlement_processor(pool, used_clock)
+
+    def settler(pool: AsyncConnectionPool, settings: ServiceSettings) -> BackgroundTask:
+        stripe = gateway()
+
+        async def run() -> int:
+            return await deposits.settle_pending(pool, stripe, used_clock.now())
+
+        return periodic("deposit_settler", own_settings().billing_settle_interval_s, run)
 
     def housekeeping(pool: AsyncConnectionPool, settings: ServiceSettings) -> BackgroundTask:
         async def run() -> tuple[int, int]:
@@ -48,7 +63,8 @@ def build_spec(
         name="billing",
         servicers=servicers,
         sql_dir=Path(__file__).parent / "sql",
-        background=(housekeeping,),
+        processors=(settlements,),
+        background=(housekeeping, settler),
     )
 
 

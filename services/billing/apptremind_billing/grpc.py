@@ -19,7 +19,7 @@ from apptremind_platform.db import unit_of_work
 from apptremind_platform.errors import InvalidArgument
 from apptremind_platform.identity import current_caller
 
-from . import convert, plans, service, subscriptions, usage, webhooks
+from . import convert, deposits, plans, service, subscriptions, usage, webhooks
 from .settings import BillingSettings
 from .stripe_gateway import StripeGateway
 from .usage import Reservation
@@ -220,3 +220,30 @@ class BillingServiceServicer:
             duplicate=result.duplicate,
             applied=result.applied,
         )
+
+    async def authorize_deposit(
+        self, request: pb.AuthorizeDepositRequest, context: Context
+    ) -> pb.AuthorizeDepositResponse:
+        # Only booking-service holds slots; the customer paying is anonymous to us.
+        current_caller.get().require_service("booking")
+        bid = service.parse_id(request.business_id, "business_id")
+        aid = service.parse_id(request.appointment_id, "appointment_id")
+        result = await deposits.authorize(
+            self._pool,
+            self._gateway,
+            bid,
+            aid,
+            request.amount,
+            request.customer_email.strip(),
+            request.description.strip(),
+            self._clock.now(),
+        )
+        return pb.AuthorizeDepositResponse(
+            deposit=result.deposit.message(), client_secret=result.client_secret
+        )
+
+    async def get_deposit(self, request: pb.GetDepositRequest, context: Context) -> pb.GetDepositResponse:
+        bid = _member(request.business_id)
+        async with unit_of_work(self._pool) as conn:
+            found = await deposits.read(conn, bid, request.appointment_id)
+        return pb.GetDepositResponse(deposit=found.message())

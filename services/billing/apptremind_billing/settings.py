@@ -26,6 +26,8 @@ class BillingSettings(ServiceSettings):
     billing_grace_period_s: int = Field(default=7 * 24 * 3600, ge=0)
     # How often stale reservations expire and past-due businesses past their grace are downgraded.
     billing_housekeeping_interval_s: float = Field(default=30.0, gt=0)
+    # How often the deposit settler looks for captures and cancellations Stripe has not done yet.
+    billing_settle_interval_s: float = Field(default=1.0, gt=0)
 
     def price_ids(self) -> dict[str, str]:
         """plan id -> Stripe price id, for the paid plans that have one configured."""

@@ -18,6 +18,12 @@ log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
+class DepositIntent:
+    payment_intent_id: str
+    client_secret: str
+
+
+@dataclass(frozen=True, slots=True)
 class CheckoutSession:
     session_id: str
     url: str
@@ -91,6 +97,60 @@ class StripeGateway:
                 )
             else:
                 await client.v1.subscriptions.cancel_async(subscription_id)
+        except stripe.StripeError as exc:
+            raise _unavailable(exc) from exc
+
+    async def create_deposit_intent(
+        self,
+        amount_minor: int,
+        currency: str,
+        business_id: str,
+        appointment_id: str,
+        customer_email: str,
+        description: str,
+    ) -> DepositIntent:
+        """A PaymentIntent that only authorises the card (capture_method manual): the money is taken when
+        the appointment is settled. One per appointment, whoever asks how often (idempotency key)."""
+        client = self._require()
+        params: dict[str, object] = {
+            "amount": amount_minor,
+            "currency": currency,
+            "capture_method": "manual",
+            "automatic_payment_methods": {"enabled": True},
+            "description": description,
+            # Webhooks about the intent name the appointment themselves.
+            "metadata": {"business_id": business_id, "appointment_id": appointment_id},
+        }
+        if customer_email:
+            params["receipt_email"] = customer_email
+        try:
+            intent = await client.v1.payment_intents.create_async(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": f"deposit-{appointment_id}"},
+            )
+        except stripe.StripeError as exc:
+            raise _unavailable(exc) from exc
+        return DepositIntent(intent.id, intent.client_secret or "")
+
+    async def capture_deposit_intent(
+        self, payment_intent_id: str, appointment_id: str, amount_minor: int
+    ) -> None:
+        client = self._require()
+        try:
+            await client.v1.payment_intents.capture_async(
+                payment_intent_id,
+                params={"amount_to_capture": amount_minor},
+                options={"idempotency_key": f"deposit-capture-{appointment_id}"},
+            )
+        except stripe.StripeError as exc:
+            raise _unavailable(exc) from exc
+
+    async def cancel_deposit_intent(self, payment_intent_id: str, appointment_id: str) -> None:
+        client = self._require()
+        try:
+            await client.v1.payment_intents.cancel_async(
+                payment_intent_id, options={"idempotency_key": f"deposit-cancel-{appointment_id}"}
+            )
         except stripe.StripeError as exc:
             raise _unavailable(exc) from exc
 

@@ -20,7 +20,7 @@ from apptremind_platform.errors import InvalidArgument, PermissionDenied
 from apptremind_platform.logs import get_logger
 from apptremind_platform.webhook_signatures import StripeSignatureError, verify_stripe_signature
 
-from . import plans, subscriptions
+from . import deposits, plans, subscriptions
 from .subscriptions import SubscriptionState
 
 log = get_logger(__name__)
@@ -115,6 +115,8 @@ async def handle(conn: Conn, event: StripeEvent, policy: Policy, now: dt.datetim
         after = await _apply(conn, event, before, policy, now)
         await subscriptions.save(conn, before, after, now)
         applied = subscriptions.visible_change(before, after)
+    elif event.event_type in deposits.WEBHOOK_TYPES:
+        applied = await deposits.apply_webhook(conn, event.event_type, event.obj, now)
     else:
         log.info("stripe_event_ignored", event_id=event.event_id, type=event.event_type, business=business_id)
     if applied:

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from apptremind_gen.apptremind.business import v1 as business_pb
 from apptremind_gen.apptremind.common.v1 import Channel as PbChannel
+from apptremind_gen.apptremind.common.v1 import Money
 from apptremind_gen.apptremind.events.booking import v1 as ev
 from apptremind_gen.apptremind.events.business import v1 as business_ev
 from apptremind_platform import outbox
@@ -42,6 +43,7 @@ APPOINTMENT_COMPLETED = "booking.appointment.completed.v1"
 APPOINTMENT_NO_SHOW = "booking.appointment.no_show.v1"
 REMINDER_REQUESTED = "booking.reminder.requested.v1"
 REMINDER_CANCELLED = "booking.reminder.cancelled.v1"
+DEPOSIT_SETTLEMENT_REQUESTED = "booking.deposit.settlement_requested.v1"
 
 CHANNELS_TO_PB = {"email": PbChannel.EMAIL, "sms": PbChannel.SMS}
 _CHANNELS = {int(PbChannel.EMAIL): "email", int(PbChannel.SMS): "sms"}
@@ -171,6 +173,9 @@ async def _service_changed(conn: Conn, decoded: Decoded) -> None:
             buffer_after_minutes=s.buffer_after_minutes,
             active=s.active,
             staff_ids=tuple(_uuid(i, "staff_id") for i in s.staff_ids),
+            deposit_minor=s.deposit.amount_minor if s.deposit else 0,
+            deposit_currency=s.deposit.currency if s.deposit else "",
+            free_cancellation_hours=s.free_cancellation_hours,
         ),
     )
 
@@ -203,8 +208,12 @@ HANDLERS: dict[str, Callable[[Conn, Decoded], Awaitable[None]]] = {
 }
 
 
-def read_model_processor(pool: AsyncConnectionPool) -> MessageProcessor:
-    return MessageProcessor(consumer=CONSUMER, source=SOURCE, pool=pool, handlers=HANDLERS)
+def read_model_processor(
+    pool: AsyncConnectionPool,
+    more: dict[str, Callable[[Conn, Decoded], Awaitable[None]]] | None = None,
+) -> MessageProcessor:
+    """The service's one consumer: the read model, plus `more` handlers (the deposit saga's)."""
+    return MessageProcessor(consumer=CONSUMER, source=SOURCE, pool=pool, handlers=HANDLERS | (more or {}))
 
 
 # --- published -------------------------------------------------------------------------------------------
@@ -312,6 +321,21 @@ def reminder_cancelled(a: repository.AppointmentRow, key: str) -> Event:
         str(a.business_id),
         ev.ReminderCancelled(
             business_id=str(a.business_id), appointment_id=str(a.appointment_id), idempotency_key=key
+        ),
+        subject=str(a.appointment_id),
+    )
+
+
+def deposit_settlement(a: repository.AppointmentRow, capture: bool, reason: str) -> Event:
+    return Event(
+        DEPOSIT_SETTLEMENT_REQUESTED,
+        str(a.business_id),
+        ev.DepositSettlementRequested(
+            business_id=str(a.business_id),
+            appointment_id=str(a.appointment_id),
+            action=ev.DepositAction.CAPTURE if capture else ev.DepositAction.RELEASE,
+            reason=reason,
+            amount=Money(amount_minor=a.deposit_minor, currency=a.deposit_currency),
         ),
         subject=str(a.appointment_id),
     )

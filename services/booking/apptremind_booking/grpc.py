@@ -7,12 +7,14 @@ token; the rest need a member of the business.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
 from apptremind_gen.apptremind.booking import v1 as pb
+from apptremind_gen.apptremind.common.v1 import Money
 from apptremind_platform.clock import Clock
 from apptremind_platform.db import unit_of_work
 from apptremind_platform.errors import PermissionDenied
@@ -20,6 +22,7 @@ from apptremind_platform.identity import current_caller
 
 from . import service, tokens
 from .availability_cache import AvailabilityCache
+from .deposits import Deposits
 from .repository import AppointmentRow
 from .wire import SlotEncoder
 
@@ -32,6 +35,8 @@ _STATUS_TO_PB = {
     "cancelled": pb.AppointmentStatus.CANCELLED,
     "completed": pb.AppointmentStatus.COMPLETED,
     "no_show": pb.AppointmentStatus.NO_SHOW,
+    "held": pb.AppointmentStatus.HELD,
+    "released": pb.AppointmentStatus.RELEASED,
 }
 _STATUS_FROM_PB = {int(v): k for k, v in _STATUS_TO_PB.items()}
 
@@ -54,7 +59,13 @@ def appointment(a: AppointmentRow) -> pb.Appointment:
         ),
         created_at=a.created_at,
         confirmed_at=a.confirmed_at,
+        deposit=_money(a) if a.deposit_minor else None,
+        hold_expires_at=a.hold_expires_at,
     )
+
+
+def _money(a: AppointmentRow) -> Money:
+    return Money(amount_minor=a.deposit_minor, currency=a.deposit_currency)
 
 
 def _member(business_id: str) -> uuid.UUID:
@@ -70,8 +81,13 @@ class BookingServiceServicer:
         clock: Clock,
         token_secret: str,
         availability_cache: AvailabilityCache | None = None,
+        deposits: Deposits | None = None,
+        hold_ttl: dt.timedelta = dt.timedelta(minutes=15),
     ) -> None:
         self._pool = pool
+        self._deposits = deposits
+        # Without billing, services with a deposit cannot be booked (service.book refuses them).
+        self._hold_ttl = hold_ttl if deposits is not None else None
         self._clock = clock
         self._secret = token_secret
         self._cache = availability_cache
@@ -125,11 +141,25 @@ class BookingServiceServicer:
                 idempotency_key=request.idempotency_key,
                 now=self._clock.now(),
                 secret=self._secret,
+                hold_ttl=self._hold_ttl,
+            )
+        a = booked.appointment
+        payment = None
+        if a.status == "held" and self._deposits is not None:
+            # After the hold committed: no lock is held while billing talks to Stripe. A failure leaves the
+            # hold in place until it lapses, and a retry with the same idempotency key lands here again.
+            intent = await self._deposits.authorize(a, f"Deposit for appointment {a.appointment_id}")
+            payment = pb.DepositPayment(
+                amount=_money(a),
+                payment_intent_id=intent.payment_intent_id,
+                client_secret=intent.client_secret,
+                hold_expires_at=a.hold_expires_at,
             )
         return pb.BookAppointmentResponse(
-            appointment=appointment(booked.appointment),
+            appointment=appointment(a),
             self_service_token=booked.self_service_token,
             replayed=booked.replayed,
+            payment=payment,
         )
 
     async def cancel_appointment(
@@ -191,9 +221,11 @@ class BookingServiceServicer:
     async def get_appointment(
         self, request: pb.GetAppointmentRequest, context: Context
     ) -> pb.GetAppointmentResponse:
-        bid = _member(request.business_id)
+        bid, aid, _ = self._customer_or_member(
+            request.business_id, request.appointment_id, request.self_service_token
+        )
         async with unit_of_work(self._pool) as conn:
-            found = await service.get(conn, bid, request.appointment_id)
+            found = await service.get(conn, bid, aid)
         return pb.GetAppointmentResponse(appointment=appointment(found))
 
     async def list_appointments(

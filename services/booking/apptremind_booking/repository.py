@@ -35,6 +35,9 @@ class ServiceRow:
     buffer_after_minutes: int
     active: bool
     staff_ids: tuple[uuid.UUID, ...]
+    deposit_minor: int = 0
+    deposit_currency: str = ""
+    free_cancellation_hours: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,11 @@ class AppointmentRow:
     customer_locale: str
     created_at: dt.datetime
     confirmed_at: dt.datetime | None = None
+    deposit_minor: int = 0
+    deposit_currency: str = ""
+    free_cancellation_hours: int = 0
+    # Set while status is 'held'.
+    hold_expires_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +177,13 @@ async def upsert_date_override(
 async def upsert_service(conn: Conn, s: ServiceRow) -> None:
     await conn.execute(
         "INSERT INTO service (business_id, service_id, name, duration_minutes, buffer_before_minutes, "
-        "buffer_after_minutes, active) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+        "buffer_after_minutes, active, deposit_minor, deposit_currency, free_cancellation_hours) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
         "ON CONFLICT (business_id, service_id) DO UPDATE SET name = excluded.name, "
         "duration_minutes = excluded.duration_minutes, buffer_before_minutes = excluded.buffer_before_minutes, "
-        "buffer_after_minutes = excluded.buffer_after_minutes, active = excluded.active",
+        "buffer_after_minutes = excluded.buffer_after_minutes, active = excluded.active, "
+        "deposit_minor = excluded.deposit_minor, deposit_currency = excluded.deposit_currency, "
+        "free_cancellation_hours = excluded.free_cancellation_hours",
         (
             s.business_id,
             s.service_id,
@@ -181,6 +192,9 @@ async def upsert_service(conn: Conn, s: ServiceRow) -> None:
             s.buffer_before_minutes,
             s.buffer_after_minutes,
             s.active,
+            s.deposit_minor,
+            s.deposit_currency,
+            s.free_cancellation_hours,
         ),
     )
     await conn.execute(
@@ -224,7 +238,7 @@ async def get_business(conn: Conn, business_id: uuid.UUID) -> BusinessRow | None
 async def get_service(conn: Conn, business_id: uuid.UUID, service_id: uuid.UUID) -> ServiceRow | None:
     cur = await conn.execute(
         "SELECT s.business_id, s.service_id, s.name, s.duration_minutes, s.buffer_before_minutes, "
-        "s.buffer_after_minutes, s.active, "
+        "s.buffer_after_minutes, s.active, s.deposit_minor, s.deposit_currency, s.free_cancellation_hours, "
         "coalesce(array_agg(ss.staff_id ORDER BY ss.staff_id) FILTER (WHERE ss.staff_id IS NOT NULL), '{}') "
         "FROM service s LEFT JOIN service_staff ss "
         "ON ss.business_id = s.business_id AND ss.service_id = s.service_id "
@@ -234,8 +248,20 @@ async def get_service(conn: Conn, business_id: uuid.UUID, service_id: uuid.UUID)
     row = await cur.fetchone()
     if row is None:
         return None
-    business, service_id, name, duration, before, after, active, staff_ids = row
-    return ServiceRow(business, service_id, name, duration, before, after, active, tuple(staff_ids))
+    business, service_id, name, duration, before, after, active, deposit, currency, free_hours, staff = row
+    return ServiceRow(
+        business,
+        service_id,
+        name,
+        duration,
+        before,
+        after,
+        active,
+        tuple(staff),
+        deposit,
+        currency,
+        free_hours,
+    )
 
 
 async def active_staff(conn: Conn, business_id: uuid.UUID, staff_ids: Sequence[uuid.UUID]) -> dict[str, str]:
@@ -287,10 +313,11 @@ async def busy(
     end: dt.datetime,
     exclude: uuid.UUID | None = None,
 ) -> list[Busy]:
-    """Padded ranges of booked appointments overlapping [start, end), optionally without one appointment."""
+    """Padded ranges of booked or held appointments overlapping [start, end), optionally without one
+    appointment."""
     cur = await conn.execute(
         "SELECT staff_id, lower(padded), upper(padded) FROM appointment "
-        "WHERE business_id = %s AND status = 'booked' AND staff_id = ANY(%s::uuid[]) "
+        "WHERE business_id = %s AND status IN ('booked', 'held') AND staff_id = ANY(%s::uuid[]) "
         "AND padded && tstzrange(%s, %s) AND appointment_id IS DISTINCT FROM %s",
         (business_id, list(staff_ids), start, end, exclude),
     )
@@ -310,16 +337,17 @@ async def reminder_policy(conn: Conn, business_id: uuid.UUID) -> PolicyRow | Non
 
 _APPOINTMENT_COLUMNS = (
     "business_id, appointment_id, staff_id, service_id, start_time, end_time, status, customer_name, "
-    "customer_email, customer_phone, customer_time_zone, customer_locale, created_at, confirmed_at"
+    "customer_email, customer_phone, customer_time_zone, customer_locale, created_at, confirmed_at, "
+    "deposit_minor, deposit_currency, free_cancellation_hours, hold_expires_at"
 )
-_INSERT_COLUMNS = _APPOINTMENT_COLUMNS.removesuffix(", confirmed_at")
+_INSERT_COLUMNS = _APPOINTMENT_COLUMNS.replace(" confirmed_at,", "")
 
 
 async def insert_appointment(conn: Conn, a: AppointmentRow, padded: tuple[dt.datetime, dt.datetime]) -> None:
     """Raises psycopg.errors.ExclusionViolation when the staff member is already booked for that range."""
     await conn.execute(
         f"INSERT INTO appointment ({_INSERT_COLUMNS}, padded, updated_at) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             a.business_id,
             a.appointment_id,
@@ -334,6 +362,10 @@ async def insert_appointment(conn: Conn, a: AppointmentRow, padded: tuple[dt.dat
             a.customer_time_zone,
             a.customer_locale,
             a.created_at,
+            a.deposit_minor,
+            a.deposit_currency,
+            a.free_cancellation_hours,
+            a.hold_expires_at,
             Range(padded[0], padded[1], "[)"),
             a.created_at,
         ),
@@ -357,7 +389,9 @@ async def set_status(
     conn: Conn, business_id: uuid.UUID, appointment_id: uuid.UUID, status: str, now: dt.datetime
 ) -> None:
     await conn.execute(
-        "UPDATE appointment SET status = %s, updated_at = %s WHERE business_id = %s AND appointment_id = %s",
+        # Any change of status ends a hold.
+        "UPDATE appointment SET status = %s, updated_at = %s, hold_expires_at = NULL "
+        "WHERE business_id = %s AND appointment_id = %s",
         (status, now, business_id, appointment_id),
     )
     await bump_generation(conn, business_id)
@@ -391,6 +425,16 @@ async def set_times(
     await bump_generation(conn, business_id)
 
 
+async def lapsed_holds(conn: Conn, now: dt.datetime, limit: int) -> list[AppointmentRow]:
+    """Held appointments whose hold has lapsed, locked; rows another sweeper holds are skipped."""
+    cur = await conn.execute(
+        f"SELECT {_APPOINTMENT_COLUMNS} FROM appointment WHERE status = 'held' AND hold_expires_at <= %s "
+        "ORDER BY hold_expires_at LIMIT %s FOR UPDATE SKIP LOCKED",
+        (now, limit),
+    )
+    return [AppointmentRow(*row) for row in await cur.fetchall()]
+
+
 async def lock_contact(conn: Conn, business_id: uuid.UUID, contact: str) -> None:
     """Serialises bookings of one customer contact in one business, so the pending cap cannot be raced."""
     await conn.execute(
@@ -400,7 +444,8 @@ async def lock_contact(conn: Conn, business_id: uuid.UUID, contact: str) -> None
 
 async def pending_count(conn: Conn, business_id: uuid.UUID, email: str, phone: str, now: dt.datetime) -> int:
     cur = await conn.execute(
-        "SELECT count(*) FROM appointment WHERE business_id = %s AND status = 'booked' AND start_time > %s "
+        "SELECT count(*) FROM appointment WHERE business_id = %s AND status IN ('booked', 'held') "
+        "AND start_time > %s "
         "AND ((%s <> '' AND customer_email = %s) OR (%s <> '' AND customer_phone = %s))",
         (business_id, now, email, email, phone, phone),
     )

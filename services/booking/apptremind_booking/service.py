@@ -30,7 +30,7 @@ from apptremind_platform.errors import (
 )
 from apptremind_platform.ids import new_id
 
-from . import events, reminders, repository, tokens
+from . import deposits, events, reminders, repository, tokens
 from .availability import (
     MAX_RANGE,
     BookingRules,
@@ -120,12 +120,14 @@ class _Catalog:
     staff_names: dict[str, str]
 
 
-async def _catalog(conn: Conn, business_id: uuid.UUID, service_id: uuid.UUID) -> _Catalog:
+async def _catalog(
+    conn: Conn, business_id: uuid.UUID, service_id: uuid.UUID, *, require_active: bool = True
+) -> _Catalog:
     business = await repository.get_business(conn, business_id)
     if business is None:
         raise NotFound("business_not_found", "no such business")
     found = await repository.get_service(conn, business_id, service_id)
-    if found is None or not found.active:
+    if found is None or (require_active and not found.active):
         raise NotFound("service_not_found", "no such service")
     # Only staff the read model knows as active can be booked.
     names = await repository.active_staff(conn, business_id, found.staff_ids)
@@ -304,7 +306,10 @@ async def book(
     idempotency_key: str,
     now: dt.datetime,
     secret: str,
+    hold_ttl: dt.timedelta | None = None,
 ) -> Booked:
+    """Books the slot; for a service with a deposit, holds it for `hold_ttl` instead (the paid booking saga,
+    see deposits.py). Without a `hold_ttl` (no payments configured) such a service cannot be booked."""
     bid, sid = parse_id(business_id, "business_id"), parse_id(service_id, "service_id")
     staff = _optional_id(staff_id, "staff_id")
     start_time = _instant(start, "start_time")
@@ -330,6 +335,11 @@ async def book(
 
     # After the key check, so a replay answers even if the catalog changed since the original booking.
     catalog = await _catalog(conn, bid, sid)
+    deposit = catalog.service.deposit_minor
+    if deposit and hold_ttl is None:
+        raise FailedPrecondition(
+            "deposits_not_configured", "this service needs a deposit, which cannot be taken"
+        )
     for contact in (clean.email, clean.phone):
         if contact:
             await repository.lock_contact(conn, bid, contact)
@@ -348,24 +358,40 @@ async def book(
         service_id=sid,
         start_time=slot.start,
         end_time=slot.end,
-        status="booked",
+        status="held" if deposit else "booked",
         customer_name=clean.name,
         customer_email=clean.email,
         customer_phone=clean.phone,
         customer_time_zone=clean.time_zone,
         customer_locale=clean.locale,
         created_at=now,
+        deposit_minor=deposit,
+        deposit_currency=catalog.service.deposit_currency,
+        free_cancellation_hours=catalog.service.free_cancellation_hours,
+        hold_expires_at=now + hold_ttl if deposit and hold_ttl is not None else None,
     )
     try:
         await repository.insert_appointment(conn, appointment, slot.padded(catalog.rule))
     except psycopg.errors.ExclusionViolation:
         # Raising rolls the whole transaction back: the idempotency key is not spent on a failed booking.
         raise AlreadyExists("slot_taken", "this slot was just taken") from None
-    policy = await repository.reminder_policy(conn, bid)
-    data = wording(catalog, appointment, policy, secret)
-    await events.publish(conn, events.appointment_booked(appointment, data))
-    await _request(conn, appointment, _plan(catalog, appointment, policy, now), data)
+    if appointment.status == "booked":
+        await _announce(conn, catalog, appointment, now, secret)
     return Booked(appointment, _token(secret, appointment), replayed=False)
+
+
+async def _announce(conn: Conn, catalog: _Catalog, a: AppointmentRow, now: dt.datetime, secret: str) -> None:
+    """What a new booking publishes: the booked event and the reminders the business's policy asks for."""
+    policy = await repository.reminder_policy(conn, a.business_id)
+    data = wording(catalog, a, policy, secret)
+    await events.publish(conn, events.appointment_booked(a, data))
+    await _request(conn, a, _plan(catalog, a, policy, now), data)
+
+
+async def announce_booking(conn: Conn, a: AppointmentRow, now: dt.datetime, secret: str) -> None:
+    """_announce for a hold that became a booking (its service may have been deactivated meanwhile)."""
+    catalog = await _catalog(conn, a.business_id, a.service_id, require_active=False)
+    await _announce(conn, catalog, a, now, secret)
 
 
 def _plan(
@@ -417,6 +443,10 @@ def wording(
         "quiet_hours_start": _hhmm(policy.quiet_start if policy else None),
         "quiet_hours_end": _hhmm(policy.quiet_end if policy else None),
         "manage_token": _token(secret, a),
+        # For an SMS that cannot be sent (the plan's SMS quota is spent): notification falls back to e-mail
+        # unless an e-mail reminder goes out anyway.
+        "customer_email": a.customer_email,
+        "reminder_channels": ",".join(policy.channels) if policy else "",
     }
     if catalog.business.name:
         data["business_name"] = catalog.business.name
@@ -485,11 +515,15 @@ async def cancel(
     now: dt.datetime,
 ) -> AppointmentRow:
     a = await _locked(conn, business_id, appointment_id)
-    _require_booked(a, "cancelled")
+    if a.status != "held":  # a hold may be given up before it is paid
+        _require_booked(a, "cancelled")
     await repository.set_status(conn, business_id, a.appointment_id, "cancelled", now)
-    updated = _replace(a, status="cancelled")
+    updated = _replace(a, status="cancelled", hold_expires_at=None)
     await events.publish(conn, events.appointment_cancelled(updated, cancelled_by, reason.strip()[:500]))
     await _cancel_pending_reminders(conn, updated, now)
+    settlement = deposits.cancellation_settlement(a, cancelled_by, now)
+    if settlement is not None:
+        await deposits.request_settlement(conn, updated, *settlement)
     return updated
 
 
@@ -545,6 +579,7 @@ async def complete(
     await repository.set_status(conn, business_id, a.appointment_id, "completed", now)
     updated = _replace(a, status="completed")
     await events.publish(conn, events.appointment_completed(updated))
+    await deposits.request_settlement(conn, updated, capture=True, reason="completed")
     return updated
 
 
@@ -556,6 +591,7 @@ async def mark_no_show(
     await repository.set_status(conn, business_id, a.appointment_id, "no_show", now)
     updated = _replace(a, status="no_show")
     await events.publish(conn, events.appointment_no_show(updated))
+    await deposits.request_settlement(conn, updated, capture=True, reason="no_show")
     return updated
 
 

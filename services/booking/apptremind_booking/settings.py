@@ -21,3 +21,10 @@ class BookingSettings(ServiceSettings):
     # Upper bound on the slots the in-process availability cache holds (about 250 bytes each);
     # 0 turns the cache off (APPTREMIND_BOOKING_AVAILABILITY_CACHE_SLOTS).
     booking_availability_cache_slots: int = Field(default=DEFAULT_MAX_SLOTS, ge=0)
+    # The paid booking saga: billing-service authorises deposits. Services with a deposit can be booked only
+    # when this service has its client credentials (APPTREMIND_SERVICE_CLIENT_SECRET).
+    booking_billing_target: str = "127.0.0.1:50054"
+    booking_billing_timeout_s: float = Field(default=10.0, gt=0)
+    # How long a slot is held while the customer pays the deposit, and how often lapsed holds are released.
+    booking_hold_ttl_s: float = Field(default=900.0, gt=0)
+    booking_hold_sweep_interval_s: float = Field(default=10.0, gt=0)

@@ -93,6 +93,10 @@ def service(value: Service) -> pb.Service:
         buffer_after_minutes=value.buffer_after_minutes,
         staff_ids=[str(s) for s in value.staff_ids],
         active=value.active,
+        deposit=Money(amount_minor=value.deposit_minor, currency=value.currency)
+        if value.deposit_minor
+        else None,
+        free_cancellation_hours=value.free_cancellation_hours,
     )
 
 

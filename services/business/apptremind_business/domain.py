@@ -131,6 +131,9 @@ class Service:
     buffer_after_minutes: int
     staff_ids: tuple[uuid.UUID, ...]
     active: bool = True
+    # The paid booking saga: a deposit held at booking, refunded on cancellation this many hours ahead.
+    deposit_minor: int = 0
+    free_cancellation_hours: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,8 @@ class ServiceDraft:
     buffer_before_minutes: int = 0
     buffer_after_minutes: int = 0
     staff_ids: Sequence[str] = ()
+    deposit_minor: int = 0
+    free_cancellation_hours: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,8 @@ class ServicePatch:
     buffer_after_minutes: int | None = None
     staff_ids: Sequence[str] | None = None
     active: bool | None = None
+    deposit_minor: int | None = None
+    free_cancellation_hours: int | None = None
 
 
 class Channel(enum.StrEnum):

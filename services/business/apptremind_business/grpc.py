@@ -158,6 +158,8 @@ class BusinessServiceServicer:
             buffer_before_minutes=request.buffer_before_minutes,
             buffer_after_minutes=request.buffer_after_minutes,
             staff_ids=list(request.staff_ids),
+            deposit_minor=request.deposit_minor,
+            free_cancellation_hours=request.free_cancellation_hours,
         )
         async with unit_of_work(self._pool) as conn:
             created = await service.create_service(conn, request.business_id, draft)
@@ -175,6 +177,8 @@ class BusinessServiceServicer:
             buffer_after_minutes=request.buffer_after_minutes,
             staff_ids=list(request.staff_ids) if request.update_staff_ids else None,
             active=request.active,
+            deposit_minor=request.deposit_minor,
+            free_cancellation_hours=request.free_cancellation_hours,
         )
         async with unit_of_work(self._pool) as conn:
             updated = await service.update_service(conn, request.business_id, request.service_id, patch)

@@ -270,7 +270,7 @@ async def list_overrides(
 # The staff list rides along as an array, sorted so that events and responses are stable.
 _SERVICE_SELECT = (
     "SELECT s.service_id, s.business_id, s.name, s.duration_minutes, s.price_minor, s.currency, "
-    "s.buffer_before_minutes, s.buffer_after_minutes, s.active, "
+    "s.buffer_before_minutes, s.buffer_after_minutes, s.active, s.deposit_minor, s.free_cancellation_hours, "
     "ARRAY(SELECT ss.staff_id FROM service_staff ss "
     "      WHERE ss.business_id = s.business_id AND ss.service_id = s.service_id ORDER BY ss.staff_id) "
     "FROM service s"
@@ -288,14 +288,17 @@ def _service(row: Sequence[Any]) -> Service:
         buffer_before_minutes=row[6],
         buffer_after_minutes=row[7],
         active=row[8],
-        staff_ids=tuple(row[9]),
+        deposit_minor=row[9],
+        free_cancellation_hours=row[10],
+        staff_ids=tuple(row[11]),
     )
 
 
 async def insert_service(conn: Conn, service: Service) -> None:
     await conn.execute(
         "INSERT INTO service (service_id, business_id, name, duration_minutes, price_minor, currency, "
-        "buffer_before_minutes, buffer_after_minutes, active) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "buffer_before_minutes, buffer_after_minutes, active, deposit_minor, free_cancellation_hours) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             service.service_id,
             service.business_id,
@@ -306,6 +309,8 @@ async def insert_service(conn: Conn, service: Service) -> None:
             service.buffer_before_minutes,
             service.buffer_after_minutes,
             service.active,
+            service.deposit_minor,
+            service.free_cancellation_hours,
         ),
     )
     await _insert_service_staff(conn, service)
@@ -323,8 +328,8 @@ async def _insert_service_staff(conn: Conn, service: Service) -> None:
 async def update_service(conn: Conn, service: Service, *, replace_staff: bool) -> None:
     await conn.execute(
         "UPDATE service SET name = %s, duration_minutes = %s, price_minor = %s, currency = %s, "
-        "buffer_before_minutes = %s, buffer_after_minutes = %s, active = %s, updated_at = now() "
-        "WHERE business_id = %s AND service_id = %s",
+        "buffer_before_minutes = %s, buffer_after_minutes = %s, active = %s, deposit_minor = %s, "
+        "free_cancellation_hours = %s, updated_at = now() WHERE business_id = %s AND service_id = %s",
         (
             service.name,
             service.duration_minutes,
@@ -333,6 +338,8 @@ async def update_service(conn: Conn, service: Service, *, replace_staff: bool) -
             service.buffer_before_minutes,
             service.buffer_after_minutes,
             service.active,
+            service.deposit_minor,
+            service.free_cancellation_hours,
             service.business_id,
             service.service_id,
         ),

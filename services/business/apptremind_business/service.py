@@ -314,6 +314,8 @@ async def create_service(conn: Conn, business_id: str, draft: ServiceDraft) -> S
     price = validation.price(draft.price_minor)
     before = validation.buffer(draft.buffer_before_minutes, "before")
     after = validation.buffer(draft.buffer_after_minutes, "after")
+    deposit = validation.deposit(draft.deposit_minor, price)
+    free_hours = validation.free_cancellation_hours(draft.free_cancellation_hours)
     business = await _require_business(conn, business_id)
     staff_ids = await _staff_ids(conn, business.business_id, draft.staff_ids)
     service = Service(
@@ -327,6 +329,8 @@ async def create_service(conn: Conn, business_id: str, draft: ServiceDraft) -> S
         buffer_after_minutes=after,
         staff_ids=staff_ids,
         active=True,
+        deposit_minor=deposit,
+        free_cancellation_hours=free_hours,
     )
     await repository.insert_service(conn, service)
     await events.publish(conn, events.service_changed(service))
@@ -345,6 +349,11 @@ async def update_service(conn: Conn, business_id: str, service_id: str, patch: S
     after = (
         validation.buffer(patch.buffer_after_minutes, "after")
         if patch.buffer_after_minutes is not None
+        else None
+    )
+    free_hours = (
+        validation.free_cancellation_hours(patch.free_cancellation_hours)
+        if patch.free_cancellation_hours is not None
         else None
     )
     business = await _require_business(conn, business_id)
@@ -371,6 +380,11 @@ async def update_service(conn: Conn, business_id: str, service_id: str, patch: S
         buffer_after_minutes=current.buffer_after_minutes if after is None else after,
         staff_ids=staff_ids,
         active=current.active if patch.active is None else patch.active,
+        deposit_minor=validation.deposit(
+            current.deposit_minor if patch.deposit_minor is None else patch.deposit_minor,
+            current.price_minor if price is None else price,
+        ),
+        free_cancellation_hours=current.free_cancellation_hours if free_hours is None else free_hours,
     )
     if updated != current:
         await repository.update_service(conn, updated, replace_staff=staff_ids != current.staff_ids)

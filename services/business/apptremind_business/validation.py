@@ -35,6 +35,7 @@ MINUTES_PER_DAY = 24 * 60
 MAX_INTERVALS = 70  # per kind and staff member: ten a day is already an odd week
 DURATION_MAX = 1440
 BUFFER_MAX = 240
+FREE_CANCELLATION_HOURS_MAX = 720
 OFFSET_MAX = 30 * 24 * 60
 OFFSETS_MAX_COUNT = 5
 TEMPLATES_MAX_COUNT = 20
@@ -153,6 +154,24 @@ def duration(value: int) -> int:
 def price(value: int) -> int:
     if value < 0:
         raise InvalidArgument("invalid_price", "price must not be negative")
+    return value
+
+
+def deposit(value: int, price_minor: int) -> int:
+    """A deposit is part of the price: never negative, never more than the service costs."""
+    if value < 0:
+        raise InvalidArgument("invalid_deposit", "deposit must not be negative")
+    if value > price_minor:
+        raise InvalidArgument("invalid_deposit", "deposit must not exceed the price")
+    return value
+
+
+def free_cancellation_hours(value: int) -> int:
+    if not 0 <= value <= FREE_CANCELLATION_HOURS_MAX:
+        raise InvalidArgument(
+            "invalid_free_cancellation_hours",
+            f"free cancellation must be 0 to {FREE_CANCELLATION_HOURS_MAX} hours ahead",
+        )
     return value
 
 

@@ -1,6 +1,7 @@
 """Access tokens: short-lived JWTs signed by auth-service with Ed25519 (EdDSA), keys published as a JWKS.
 
-One place for the claims format: auth-service signs with `sign`, every service verifies with
+One place for the claims format: auth-service signs user tokens with `sign` and service tokens (a service
+calling on its own behalf, ADR 0013) with `sign_service`; every service verifies both with
 `TokenVerifier`, which caches the JWKS and refetches it when a token names a key id it has not seen (so a
 key rotation needs no restart anywhere).
 """
@@ -35,6 +36,11 @@ class AccessClaims:
     memberships: Mapping[str, str]
     expires_at: dt.datetime
     session_id: str
+    # The calling service for a service token (claim `svc`); then user_id is "" and memberships are empty.
+    service: str = ""
+
+
+SERVICE_SUBJECT_PREFIX = "service:"
 
 
 def sign(
@@ -55,6 +61,29 @@ def sign(
         "iat": int(now.timestamp()),
         "exp": int(expires.timestamp()),
         "mem": dict(memberships),
+    }
+    return jwt.encode(claims, private_key, algorithm=ALGORITHM, headers={"kid": kid}), expires
+
+
+def sign_service(
+    private_key: Ed25519PrivateKey,
+    kid: str,
+    service: str,
+    ttl: dt.timedelta,
+    now: dt.datetime,
+) -> tuple[str, dt.datetime]:
+    """A token for `service` calling on its own behalf: no user, no session and never any membership."""
+    if not service:
+        raise ValueError("a service token needs the service's name")
+    expires = now + ttl
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": SERVICE_SUBJECT_PREFIX + service,
+        "svc": service,
+        "iat": int(now.timestamp()),
+        "exp": int(expires.timestamp()),
+        "mem": {},
     }
     return jwt.encode(claims, private_key, algorithm=ALGORITHM, headers={"kid": kid}), expires
 
@@ -129,10 +158,28 @@ class TokenVerifier:
         memberships = claims.get("mem") or {}
         if not isinstance(memberships, dict) or any(role not in ROLES for role in memberships.values()):
             raise Unauthenticated("invalid_token", "the access token is not valid")
+        expires_at = dt.datetime.fromtimestamp(claims["exp"], dt.UTC)
+        if "svc" in claims:
+            service = claims["svc"]
+            # A service token never lists memberships: one that does was not made by sign_service, and
+            # honouring either half of it would be a guess.
+            if (
+                not isinstance(service, str)
+                or not service
+                or memberships
+                or claims["sub"] != SERVICE_SUBJECT_PREFIX + service
+            ):
+                raise Unauthenticated("invalid_token", "the access token is not valid")
+            return AccessClaims(
+                user_id="", memberships={}, expires_at=expires_at, session_id="", service=service
+            )
+        if str(claims["sub"]).startswith(SERVICE_SUBJECT_PREFIX):
+            # A service's subject without the service claim: half a service token, never a user.
+            raise Unauthenticated("invalid_token", "the access token is not valid")
         return AccessClaims(
             user_id=str(claims["sub"]),
             memberships={str(k): str(v) for k, v in memberships.items()},
-            expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+            expires_at=expires_at,
             session_id=str(claims.get("sid", "")),
         )
 
@@ -145,4 +192,6 @@ class TokenVerifier:
         except Exception:
             # The JWKS could not be fetched (auth-service unreachable): refuse rather than guess.
             return Caller(auth_error="signing_keys_unavailable")
+        if claims.service:
+            return Caller(service=claims.service, token=token)
         return Caller(user_id=claims.user_id, memberships=claims.memberships, token=token)

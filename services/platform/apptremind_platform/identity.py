@@ -1,8 +1,10 @@
 """Who is calling: the identity proven by the access token the call carries, and the checks on it.
 
 The edge forwards the end user's access token (`authorization: Bearer <jwt>`); every service verifies it
-itself (access_tokens.TokenVerifier) and authorises each call against the memberships it lists. Nothing
-else in the metadata is trusted: a caller that forges identity headers, or a token, is anonymous.
+itself (access_tokens.TokenVerifier) and authorises each call against the memberships it lists. A service
+calling on its own behalf presents a service token instead (ADR 0013): that caller names a service, never
+a user, so user checks refuse it and `require_service` admits it. Nothing else in the metadata is trusted:
+a caller that forges identity headers, or a token, is anonymous.
 """
 
 from __future__ import annotations
@@ -29,15 +31,30 @@ class Caller:
     token: str = ""
     # Why a presented token was refused (expired, bad signature, ...); empty when none was presented.
     auth_error: str = ""
+    # The service calling on its own behalf (a service token); such a caller has no user and no memberships.
+    service: str = ""
 
     @property
     def anonymous(self) -> bool:
+        """No user: a service caller is anonymous for every user-facing purpose."""
         return not self.user_id
 
     def require_user(self) -> str:
+        if self.service:
+            raise Unauthenticated("user_token_required", "this call needs a user's access token")
         if self.anonymous:
             raise Unauthenticated(self.auth_error or "unauthenticated", "a valid access token is required")
         return self.user_id
+
+    def require_service(self, *names: str) -> str:
+        """The calling service's name, if it is one of `names`; refuses users and other services alike."""
+        if not names:
+            raise ValueError("require_service needs the names of the services allowed")
+        if not self.service and self.anonymous:
+            raise Unauthenticated(self.auth_error or "unauthenticated", "a valid service token is required")
+        if not self.service or self.service not in names:
+            raise PermissionDenied("service_not_allowed", "this call is reserved for other services")
+        return self.service
 
     def role_in(self, business_id: str) -> str | None:
         return self.memberships.get(business_id)

@@ -121,6 +121,8 @@ class _CallScope:
         fields = {"request_id": self._request_id, "rpc": f"{self._service}/{self._method}"}
         if caller.user_id:
             fields["user_id"] = caller.user_id
+        if caller.service:
+            fields["caller_service"] = caller.service
 
         log_tokens = structlog.contextvars.bind_contextvars(**fields)
         request_token = current_request_id.set(self._request_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,8 +29,11 @@ class ServiceSettings(BaseSettings):
     # Kafka consumer group (default: the service name) and where a new group starts.
     consumer_group: str = ""
     consumer_offset_reset: str = "earliest"
-    # Where the auth-service's JWKS comes from, to verify access tokens.
+    # Where the auth-service's JWKS comes from, to verify access tokens (and where service tokens come from).
     auth_target: str = "127.0.0.1:50051"
+    # This service's client secret at auth-service, for calls made on its own behalf (ADR 0013; the client id
+    # is service_name). Empty: the service holds no service credentials.
+    service_client_secret: SecretStr = SecretStr("")
     log_level: str = "info"
     # How often readiness re-checks the database and Kafka.
     readiness_interval_s: float = 2.0

@@ -47,6 +47,7 @@ async def billing(
         stripe_price_business=PRICE_BUSINESS,
         billing_grace_period_s=GRACE_S,
         billing_housekeeping_interval_s=0.2,
+        billing_settle_interval_s=0.1,
     )
     spec = build_spec(clock=clock, billing=settings)
     db = database_for(postgres, spec)
@@ -54,6 +55,7 @@ async def billing(
         running_service(spec, db, kafka, jwks=billing_keys.jwks, db_pool_max=20) as runtime,
         open_channel(f"127.0.0.1:{runtime.port}") as channel,
     ):
+        await runtime.consumers_assigned()
         yield Harness(
             runtime, db, AsyncServiceClient(channel, SERVICE), billing_keys, clock, stripe_mock.base_url
         )

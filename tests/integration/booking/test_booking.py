@@ -53,6 +53,8 @@ async def test_booking_writes_the_appointment_its_event_and_the_planned_reminder
         "quiet_hours_end": "08:00",
         "manage_token": response.self_service_token,
         "business_name": "Hair by Ana",
+        "customer_email": "kim@example.com",
+        "reminder_channels": "email,sms",
     }
     [booked] = harness.events(events.APPOINTMENT_BOOKED, tenant.business_id)
     assert booked == ev.AppointmentBooked(

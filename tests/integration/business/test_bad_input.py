@@ -321,6 +321,27 @@ CASES: dict[str, Case] = {
         INVALID,
         "invalid_buffer",
     ),
+    "negative deposit": ("CreateService", lambda w: service(w, deposit_minor=-1), INVALID, "invalid_deposit"),
+    "deposit over the price": (
+        "CreateService",
+        lambda w: service(w, deposit_minor=101),
+        INVALID,
+        "invalid_deposit",
+    ),
+    "free cancellation too far ahead": (
+        "CreateService",
+        lambda w: service(w, free_cancellation_hours=721),
+        INVALID,
+        "invalid_free_cancellation_hours",
+    ),
+    "update price below the deposit": (
+        "UpdateService",
+        lambda w: pb.UpdateServiceRequest(
+            business_id=w.bid, service_id=w.service_id, price_minor=50, deposit_minor=60
+        ),
+        INVALID,
+        "invalid_deposit",
+    ),
     "service without name": ("CreateService", lambda w: service(w, name=""), INVALID, "invalid_name"),
     "service with unknown staff": (
         "CreateService",

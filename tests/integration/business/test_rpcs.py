@@ -270,6 +270,8 @@ async def test_create_update_and_list_services(harness: Harness, tenant: Tenant)
             buffer_before_minutes=10,
             buffer_after_minutes=15,
             staff_ids=[ben, ana, ben],
+            deposit_minor=2000,
+            free_cancellation_hours=24,
         ),
         pb.CreateServiceResponse,
         tenant.owner,
@@ -286,6 +288,8 @@ async def test_create_update_and_list_services(harness: Harness, tenant: Tenant)
         buffer_after_minutes=15,
         staff_ids=sorted([ana, ben]),
         active=True,
+        deposit=Money(amount_minor=2000, currency="EUR"),
+        free_cancellation_hours=24,
     )
     free = await harness.add_service(tenant, [], name="Consultation")
 
@@ -297,6 +301,8 @@ async def test_create_update_and_list_services(harness: Harness, tenant: Tenant)
             service_id=service.service_id,
             duration_minutes=75,
             price_minor=0,
+            # A free service cannot keep a deposit.
+            deposit_minor=0,
             staff_ids=[ana],
             update_staff_ids=True,
         ),
@@ -310,6 +316,7 @@ async def test_create_update_and_list_services(harness: Harness, tenant: Tenant)
         Money(amount_minor=0, currency="EUR"),
     )
     assert (updated.service.buffer_before_minutes, list(updated.service.staff_ids)) == (10, [ana])
+    assert (updated.service.deposit, updated.service.free_cancellation_hours) == (None, 24)
     # Staff ids left alone when update_staff_ids is false, even if the list is sent.
     deactivated = await harness.call(
         "UpdateService",

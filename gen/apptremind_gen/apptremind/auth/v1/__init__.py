@@ -17,6 +17,8 @@ __all__ = (
     "Invitation",
     "InviteStaffRequest",
     "InviteStaffResponse",
+    "IssueServiceTokenRequest",
+    "IssueServiceTokenResponse",
     "ListMembersRequest",
     "ListMembersResponse",
     "LogInRequest",
@@ -292,6 +294,45 @@ class InviteStaffResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("apptremind.auth.v1", "InviteStaffResponse", InviteStaffResponse)
+
+
+@dataclass(eq=False, repr=False)
+class IssueServiceTokenRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["IssueServiceTokenRequest"]
+
+    client_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    The service's name, e.g. "booking".
+    """
+
+    client_secret: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message(
+    "apptremind.auth.v1", "IssueServiceTokenRequest", IssueServiceTokenRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class IssueServiceTokenResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR.message_types_by_name["IssueServiceTokenResponse"]
+
+    access_token: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    expires_at: "datetime.datetime | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message(
+    "apptremind.auth.v1", "IssueServiceTokenResponse", IssueServiceTokenResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -650,9 +691,23 @@ class AuthServiceStub:
             RotateSigningKeyResponse.FromString,
         )(message)
 
+    def issue_service_token(self, message: "IssueServiceTokenRequest") -> "IssueServiceTokenResponse":
+        """
+        Public, authenticated by the client secret: an access token for a service calling on its own behalf
+        (no user), e.g. booking-service asking billing-service to authorise a deposit. The token names the
+        service (claim `svc`) and lists no memberships. UNAUTHENTICATED invalid_client for an unknown client
+        or a wrong secret.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.auth.v1.AuthService/IssueServiceToken",
+            IssueServiceTokenRequest.SerializeToString,
+            IssueServiceTokenResponse.FromString,
+        )(message)
+
 
 from ....google import protobuf as ___google__protobuf__
 
 APPTREMIND_AUTH_V1_AUTH_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n\x1dapptremind/auth/v1/auth.proto\x12\x12apptremind.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto"p\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x129\n\ncreated_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"t\n\nMembership\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12,\n\x04role\x18\x03 \x01(\x0e2\x18.apptremind.auth.v1.RoleR\x04role"\xf9\x01\n\x07Session\x12!\n\x0caccess_token\x18\x01 \x01(\tR\x0baccessToken\x12Q\n\x17access_token_expires_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x14accessTokenExpiresAt\x12#\n\rrefresh_token\x18\x03 \x01(\tR\x0crefreshToken\x12S\n\x18refresh_token_expires_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x15refreshTokenExpiresAt"\x88\x01\n\rBusinessDraft\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04slug\x18\x02 \x01(\tR\x04slug\x12\x1b\n\ttime_zone\x18\x03 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x1a\n\x08currency\x18\x05 \x01(\tR\x08currency"\x8e\x02\n\nInvitation\x12#\n\rinvitation_id\x18\x01 \x01(\tR\x0cinvitationId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12,\n\x04role\x18\x04 \x01(\x0e2\x18.apptremind.auth.v1.RoleR\x04role\x129\n\nexpires_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x12;\n\x0baccepted_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\nacceptedAt"\x10\n\x0eGetJwksRequest".\n\x0fGetJwksResponse\x12\x1b\n\tjwks_json\x18\x01 \x01(\tR\x08jwksJson"\x80\x01\n\rSignUpRequest\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12=\n\x08business\x18\x03 \x01(\x0b2!.apptremind.auth.v1.BusinessDraftR\x08business"u\n\x0eSignUpResponse\x12,\n\x04user\x18\x01 \x01(\x0b2\x18.apptremind.auth.v1.UserR\x04user\x125\n\x07session\x18\x02 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"@\n\x0cLogInRequest\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password"t\n\rLogInResponse\x12,\n\x04user\x18\x01 \x01(\x0b2\x18.apptremind.auth.v1.UserR\x04user\x125\n\x07session\x18\x02 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"<\n\x15RefreshSessionRequest\x12#\n\rrefresh_token\x18\x01 \x01(\tR\x0crefreshToken"O\n\x16RefreshSessionResponse\x125\n\x07session\x18\x01 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"4\n\rLogOutRequest\x12#\n\rrefresh_token\x18\x01 \x01(\tR\x0crefreshToken"\x10\n\x0eLogOutResponse"e\n\x15ChangePasswordRequest\x12)\n\x10current_password\x18\x01 \x01(\tR\x0fcurrentPassword\x12!\n\x0cnew_password\x18\x02 \x01(\tR\x0bnewPassword"\x18\n\x16ChangePasswordResponse"\x0e\n\x0cGetMeRequest"\x7f\n\rGetMeResponse\x12,\n\x04user\x18\x01 \x01(\x0b2\x18.apptremind.auth.v1.UserR\x04user\x12@\n\x0bmemberships\x18\x02 \x03(\x0b2\x1e.apptremind.auth.v1.MembershipR\x0bmemberships"y\n\x12InviteStaffRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12,\n\x04role\x18\x03 \x01(\x0e2\x18.apptremind.auth.v1.RoleR\x04role"k\n\x13InviteStaffResponse\x12>\n\ninvitation\x18\x01 \x01(\x0b2\x1e.apptremind.auth.v1.InvitationR\ninvitation\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token"K\n\x17AcceptInvitationRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password"\x91\x01\n\x18AcceptInvitationResponse\x12>\n\nmembership\x18\x01 \x01(\x0b2\x1e.apptremind.auth.v1.MembershipR\nmembership\x125\n\x07session\x18\x02 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"q\n\x12ListMembersRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"\x7f\n\x13ListMembersResponse\x12@\n\x0bmemberships\x18\x01 \x03(\x0b2\x1e.apptremind.auth.v1.MembershipR\x0bmemberships\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x19\n\x17RotateSigningKeyRequest",\n\x18RotateSigningKeyResponse\x12\x10\n\x03kid\x18\x01 \x01(\tR\x03kid*J\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x0e\n\nROLE_STAFF\x10\x032\x8f\x08\n\x0bAuthService\x12R\n\x07GetJwks\x12".apptremind.auth.v1.GetJwksRequest\x1a#.apptremind.auth.v1.GetJwksResponse\x12O\n\x06SignUp\x12!.apptremind.auth.v1.SignUpRequest\x1a".apptremind.auth.v1.SignUpResponse\x12L\n\x05LogIn\x12 .apptremind.auth.v1.LogInRequest\x1a!.apptremind.auth.v1.LogInResponse\x12g\n\x0eRefreshSession\x12).apptremind.auth.v1.RefreshSessionRequest\x1a*.apptremind.auth.v1.RefreshSessionResponse\x12O\n\x06LogOut\x12!.apptremind.auth.v1.LogOutRequest\x1a".apptremind.auth.v1.LogOutResponse\x12g\n\x0eChangePassword\x12).apptremind.auth.v1.ChangePasswordRequest\x1a*.apptremind.auth.v1.ChangePasswordResponse\x12L\n\x05GetMe\x12 .apptremind.auth.v1.GetMeRequest\x1a!.apptremind.auth.v1.GetMeResponse\x12^\n\x0bInviteStaff\x12&.apptremind.auth.v1.InviteStaffRequest\x1a\'.apptremind.auth.v1.InviteStaffResponse\x12m\n\x10AcceptInvitation\x12+.apptremind.auth.v1.AcceptInvitationRequest\x1a,.apptremind.auth.v1.AcceptInvitationResponse\x12^\n\x0bListMembers\x12&.apptremind.auth.v1.ListMembersRequest\x1a\'.apptremind.auth.v1.ListMembersResponse\x12m\n\x10RotateSigningKey\x12+.apptremind.auth.v1.RotateSigningKeyRequest\x1a,.apptremind.auth.v1.RotateSigningKeyResponseb\x06proto3'
+    b'\n\x1dapptremind/auth/v1/auth.proto\x12\x12apptremind.auth.v1\x1a\x1fgoogle/protobuf/timestamp.proto"p\n\x04User\x12\x17\n\x07user_id\x18\x01 \x01(\tR\x06userId\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x129\n\ncreated_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt"t\n\nMembership\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x17\n\x07user_id\x18\x02 \x01(\tR\x06userId\x12,\n\x04role\x18\x03 \x01(\x0e2\x18.apptremind.auth.v1.RoleR\x04role"\xf9\x01\n\x07Session\x12!\n\x0caccess_token\x18\x01 \x01(\tR\x0baccessToken\x12Q\n\x17access_token_expires_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x14accessTokenExpiresAt\x12#\n\rrefresh_token\x18\x03 \x01(\tR\x0crefreshToken\x12S\n\x18refresh_token_expires_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x15refreshTokenExpiresAt"\x88\x01\n\rBusinessDraft\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n\x04slug\x18\x02 \x01(\tR\x04slug\x12\x1b\n\ttime_zone\x18\x03 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x04 \x01(\tR\x06locale\x12\x1a\n\x08currency\x18\x05 \x01(\tR\x08currency"\x8e\x02\n\nInvitation\x12#\n\rinvitation_id\x18\x01 \x01(\tR\x0cinvitationId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x14\n\x05email\x18\x03 \x01(\tR\x05email\x12,\n\x04role\x18\x04 \x01(\x0e2\x18.apptremind.auth.v1.RoleR\x04role\x129\n\nexpires_at\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt\x12;\n\x0baccepted_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\nacceptedAt"\x10\n\x0eGetJwksRequest".\n\x0fGetJwksResponse\x12\x1b\n\tjwks_json\x18\x01 \x01(\tR\x08jwksJson"\x80\x01\n\rSignUpRequest\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password\x12=\n\x08business\x18\x03 \x01(\x0b2!.apptremind.auth.v1.BusinessDraftR\x08business"u\n\x0eSignUpResponse\x12,\n\x04user\x18\x01 \x01(\x0b2\x18.apptremind.auth.v1.UserR\x04user\x125\n\x07session\x18\x02 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"@\n\x0cLogInRequest\x12\x14\n\x05email\x18\x01 \x01(\tR\x05email\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password"t\n\rLogInResponse\x12,\n\x04user\x18\x01 \x01(\x0b2\x18.apptremind.auth.v1.UserR\x04user\x125\n\x07session\x18\x02 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"<\n\x15RefreshSessionRequest\x12#\n\rrefresh_token\x18\x01 \x01(\tR\x0crefreshToken"O\n\x16RefreshSessionResponse\x125\n\x07session\x18\x01 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"4\n\rLogOutRequest\x12#\n\rrefresh_token\x18\x01 \x01(\tR\x0crefreshToken"\x10\n\x0eLogOutResponse"e\n\x15ChangePasswordRequest\x12)\n\x10current_password\x18\x01 \x01(\tR\x0fcurrentPassword\x12!\n\x0cnew_password\x18\x02 \x01(\tR\x0bnewPassword"\x18\n\x16ChangePasswordResponse"\x0e\n\x0cGetMeRequest"\x7f\n\rGetMeResponse\x12,\n\x04user\x18\x01 \x01(\x0b2\x18.apptremind.auth.v1.UserR\x04user\x12@\n\x0bmemberships\x18\x02 \x03(\x0b2\x1e.apptremind.auth.v1.MembershipR\x0bmemberships"y\n\x12InviteStaffRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12,\n\x04role\x18\x03 \x01(\x0e2\x18.apptremind.auth.v1.RoleR\x04role"k\n\x13InviteStaffResponse\x12>\n\ninvitation\x18\x01 \x01(\x0b2\x1e.apptremind.auth.v1.InvitationR\ninvitation\x12\x14\n\x05token\x18\x02 \x01(\tR\x05token"K\n\x17AcceptInvitationRequest\x12\x14\n\x05token\x18\x01 \x01(\tR\x05token\x12\x1a\n\x08password\x18\x02 \x01(\tR\x08password"\x91\x01\n\x18AcceptInvitationResponse\x12>\n\nmembership\x18\x01 \x01(\x0b2\x1e.apptremind.auth.v1.MembershipR\nmembership\x125\n\x07session\x18\x02 \x01(\x0b2\x1b.apptremind.auth.v1.SessionR\x07session"q\n\x12ListMembersRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken"\x7f\n\x13ListMembersResponse\x12@\n\x0bmemberships\x18\x01 \x03(\x0b2\x1e.apptremind.auth.v1.MembershipR\x0bmemberships\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x19\n\x17RotateSigningKeyRequest",\n\x18RotateSigningKeyResponse\x12\x10\n\x03kid\x18\x01 \x01(\tR\x03kid"\\\n\x18IssueServiceTokenRequest\x12\x1b\n\tclient_id\x18\x01 \x01(\tR\x08clientId\x12#\n\rclient_secret\x18\x02 \x01(\tR\x0cclientSecret"y\n\x19IssueServiceTokenResponse\x12!\n\x0caccess_token\x18\x01 \x01(\tR\x0baccessToken\x129\n\nexpires_at\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt*J\n\x04Role\x12\x12\n\x10ROLE_UNSPECIFIED\x12\x0e\n\nROLE_OWNER\x10\x01\x12\x0e\n\nROLE_ADMIN\x10\x02\x12\x0e\n\nROLE_STAFF\x10\x032\x81\t\n\x0bAuthService\x12R\n\x07GetJwks\x12".apptremind.auth.v1.GetJwksRequest\x1a#.apptremind.auth.v1.GetJwksResponse\x12O\n\x06SignUp\x12!.apptremind.auth.v1.SignUpRequest\x1a".apptremind.auth.v1.SignUpResponse\x12L\n\x05LogIn\x12 .apptremind.auth.v1.LogInRequest\x1a!.apptremind.auth.v1.LogInResponse\x12g\n\x0eRefreshSession\x12).apptremind.auth.v1.RefreshSessionRequest\x1a*.apptremind.auth.v1.RefreshSessionResponse\x12O\n\x06LogOut\x12!.apptremind.auth.v1.LogOutRequest\x1a".apptremind.auth.v1.LogOutResponse\x12g\n\x0eChangePassword\x12).apptremind.auth.v1.ChangePasswordRequest\x1a*.apptremind.auth.v1.ChangePasswordResponse\x12L\n\x05GetMe\x12 .apptremind.auth.v1.GetMeRequest\x1a!.apptremind.auth.v1.GetMeResponse\x12^\n\x0bInviteStaff\x12&.apptremind.auth.v1.InviteStaffRequest\x1a\'.apptremind.auth.v1.InviteStaffResponse\x12m\n\x10AcceptInvitation\x12+.apptremind.auth.v1.AcceptInvitationRequest\x1a,.apptremind.auth.v1.AcceptInvitationResponse\x12^\n\x0bListMembers\x12&.apptremind.auth.v1.ListMembersRequest\x1a\'.apptremind.auth.v1.ListMembersResponse\x12m\n\x10RotateSigningKey\x12+.apptremind.auth.v1.RotateSigningKeyRequest\x1a,.apptremind.auth.v1.RotateSigningKeyResponse\x12p\n\x11IssueServiceToken\x12,.apptremind.auth.v1.IssueServiceTokenRequest\x1a-.apptremind.auth.v1.IssueServiceTokenResponseb\x06proto3'
 )

@@ -4,6 +4,8 @@
 # This file has been @generated
 
 __all__ = (
+    "AuthorizeDepositRequest",
+    "AuthorizeDepositResponse",
     "BillingServiceStub",
     "CancelSubscriptionRequest",
     "CancelSubscriptionResponse",
@@ -11,6 +13,10 @@ __all__ = (
     "CheckEntitlementResponse",
     "CommitUsageRequest",
     "CommitUsageResponse",
+    "Deposit",
+    "DepositStatus",
+    "GetDepositRequest",
+    "GetDepositResponse",
     "GetPortalUrlRequest",
     "GetPortalUrlResponse",
     "GetSubscriptionRequest",
@@ -47,6 +53,56 @@ from ....message_pool import default_message_pool
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class DepositStatus(betterproto2.Enum):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.enum_types_by_name["DepositStatus"]
+
+    UNSPECIFIED = 0
+
+    PENDING = 1
+    """
+    The intent exists; the customer has not paid yet.
+    """
+
+    AUTHORIZED = 2
+    """
+    The card is authorised (Stripe: requires_capture); the appointment is booked.
+    """
+
+    FAILED = 3
+
+    CAPTURED = 4
+
+    RELEASED = 5
+    """
+    Cancelled at Stripe: the authorisation (if any) is given back.
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "DEPOSIT_STATUS_UNSPECIFIED",
+            1: "DEPOSIT_STATUS_PENDING",
+            2: "DEPOSIT_STATUS_AUTHORIZED",
+            3: "DEPOSIT_STATUS_FAILED",
+            4: "DEPOSIT_STATUS_CAPTURED",
+            5: "DEPOSIT_STATUS_RELEASED",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "DEPOSIT_STATUS_UNSPECIFIED": 0,
+            "DEPOSIT_STATUS_PENDING": 1,
+            "DEPOSIT_STATUS_AUTHORIZED": 2,
+            "DEPOSIT_STATUS_FAILED": 3,
+            "DEPOSIT_STATUS_CAPTURED": 4,
+            "DEPOSIT_STATUS_RELEASED": 5,
+        }
 
 
 class ReservationStatus(betterproto2.Enum):
@@ -138,6 +194,57 @@ class SubscriptionStatus(betterproto2.Enum):
             "SUBSCRIPTION_STATUS_CANCELED": 5,
             "SUBSCRIPTION_STATUS_INCOMPLETE": 6,
         }
+
+
+@dataclass(eq=False, repr=False)
+class AuthorizeDepositRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["AuthorizeDepositRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    amount: "__common__v1__.Money | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+
+    customer_email: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    Receipt e-mail at Stripe; may be empty.
+    """
+
+    description: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+    """
+    Shown on the customer's statement and in Stripe's dashboard.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.billing.v1", "AuthorizeDepositRequest", AuthorizeDepositRequest
+)
+
+
+@dataclass(eq=False, repr=False)
+class AuthorizeDepositResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name[
+            "AuthorizeDepositResponse"
+        ]
+
+    deposit: "Deposit | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    client_secret: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    For Stripe.js on the customer's device; only ever returned to the booking flow.
+    """
+
+
+default_message_pool.register_message(
+    "apptremind.billing.v1", "AuthorizeDepositResponse", AuthorizeDepositResponse
+)
 
 
 @dataclass(eq=False, repr=False)
@@ -257,6 +364,66 @@ class CommitUsageResponse(betterproto2.Message):
 
 
 default_message_pool.register_message("apptremind.billing.v1", "CommitUsageResponse", CommitUsageResponse)
+
+
+@dataclass(eq=False, repr=False)
+class Deposit(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["Deposit"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    amount: "__common__v1__.Money | None" = betterproto2.field(3, betterproto2.TYPE_MESSAGE, optional=True)
+
+    status: "DepositStatus" = betterproto2.field(
+        4, betterproto2.TYPE_ENUM, default_factory=lambda: DepositStatus(0)
+    )
+
+    payment_intent_id: "str" = betterproto2.field(5, betterproto2.TYPE_STRING)
+
+    reason: "str" = betterproto2.field(6, betterproto2.TYPE_STRING)
+    """
+    Why it failed, or why it was captured or released (booking's settlement reason).
+    """
+
+    updated_at: "datetime.datetime | None" = betterproto2.field(
+        7, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.billing.v1", "Deposit", Deposit)
+
+
+@dataclass(eq=False, repr=False)
+class GetDepositRequest(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["GetDepositRequest"]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "GetDepositRequest", GetDepositRequest)
+
+
+@dataclass(eq=False, repr=False)
+class GetDepositResponse(betterproto2.Message):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR.message_types_by_name["GetDepositResponse"]
+
+    deposit: "Deposit | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message("apptremind.billing.v1", "GetDepositResponse", GetDepositResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -816,9 +983,33 @@ class BillingServiceStub:
             HandleStripeWebhookResponse.FromString,
         )(message)
 
+    def authorize_deposit(self, message: "AuthorizeDepositRequest") -> "AuthorizeDepositResponse":
+        """
+        Called by booking-service (a service token, no user) for a HELD appointment: a Stripe PaymentIntent
+        with manual capture for the deposit. Idempotent per appointment: a repeat returns the same intent.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/AuthorizeDeposit",
+            AuthorizeDepositRequest.SerializeToString,
+            AuthorizeDepositResponse.FromString,
+        )(message)
+
+    def get_deposit(self, message: "GetDepositRequest") -> "GetDepositResponse":
+        """
+        A member reads the deposit of one of the business's appointments.
+        """
+
+        return self._channel.unary_unary(
+            "/apptremind.billing.v1.BillingService/GetDeposit",
+            GetDepositRequest.SerializeToString,
+            GetDepositResponse.FromString,
+        )(message)
+
 
 from ....google import protobuf as ___google__protobuf__
+from ...common import v1 as __common__v1__
 
 APPTREMIND_BILLING_V1_BILLING_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n#apptremind/billing/v1/billing.proto\x12\x15apptremind.billing.v1\x1a\x1fgoogle/protobuf/timestamp.proto"k\n\x17CheckEntitlementRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x18\n\x07feature\x18\x02 \x01(\tR\x07feature\x12\x15\n\x06in_use\x18\x03 \x01(\x03R\x05inUse"r\n\x18CheckEntitlementResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x14\n\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x12\n\x04used\x18\x03 \x01(\x03R\x04used\x12\x12\n\x04plan\x18\x04 \x01(\tR\x04plan"\x98\x02\n\x04Plan\x12\x17\n\x07plan_id\x18\x01 \x01(\tR\x06planId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n\x0bprice_minor\x18\x03 \x01(\x03R\npriceMinor\x12\x1a\n\x08currency\x18\x04 \x01(\tR\x08currency\x12Q\n\x0centitlements\x18\x05 \x03(\x0b2-.apptremind.billing.v1.Plan.EntitlementsEntryR\x0centitlements\x12\x12\n\x04rank\x18\x06 \x01(\x05R\x04rank\x1a?\n\x11EntitlementsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01"\x12\n\x10ListPlansRequest"F\n\x11ListPlansResponse\x121\n\x05plans\x18\x01 \x03(\x0b2\x1b.apptremind.billing.v1.PlanR\x05plans"\xf9\x04\n\x0cSubscription\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04plan\x18\x02 \x01(\tR\x04plan\x12A\n\x06status\x18\x03 \x01(\x0e2).apptremind.billing.v1.SubscriptionStatusR\x06status\x12,\n\x12stripe_customer_id\x18\x04 \x01(\tR\x10stripeCustomerId\x124\n\x16stripe_subscription_id\x18\x05 \x01(\tR\x14stripeSubscriptionId\x12H\n\x12current_period_end\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x10currentPeriodEnd\x12/\n\x14cancel_at_period_end\x18\x07 \x01(\x08R\x11cancelAtPeriodEnd\x12;\n\x0bgrace_until\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\ngraceUntil\x12Y\n\x0centitlements\x18\t \x03(\x0b25.apptremind.billing.v1.Subscription.EntitlementsEntryR\x0centitlements\x129\n\nupdated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a?\n\x11EntitlementsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01"9\n\x16GetSubscriptionRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId"b\n\x17GetSubscriptionResponse\x12G\n\x0csubscription\x18\x01 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"\xdd\x01\n\x05Usage\x12\x14\n\x05meter\x18\x01 \x01(\tR\x05meter\x12=\n\x0cperiod_start\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12\x14\n\x05limit\x18\x04 \x01(\x03R\x05limit\x12\x12\n\x04used\x18\x05 \x01(\x03R\x04used\x12\x1a\n\x08reserved\x18\x06 \x01(\x03R\x08reserved"H\n\x0fGetUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x14\n\x05meter\x18\x02 \x01(\tR\x05meter"F\n\x10GetUsageResponse\x122\n\x05usage\x18\x01 \x03(\x0b2\x1c.apptremind.billing.v1.UsageR\x05usage"\x84\x02\n\x0bReservation\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x14\n\x05meter\x18\x03 \x01(\tR\x05meter\x12\x1a\n\x08quantity\x18\x04 \x01(\x03R\x08quantity\x12@\n\x06status\x18\x05 \x01(\x0e2(.apptremind.billing.v1.ReservationStatusR\x06status\x129\n\nexpires_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\xb0\x01\n\x13ReserveUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x14\n\x05meter\x18\x02 \x01(\tR\x05meter\x12\x1a\n\x08quantity\x18\x03 \x01(\x03R\x08quantity\x12%\n\x0ereservation_id\x18\x04 \x01(\tR\rreservationId\x12\x1f\n\x0bttl_seconds\x18\x05 \x01(\x05R\nttlSeconds"x\n\x14ReserveUsageResponse\x12D\n\x0breservation\x18\x01 \x01(\x0b2".apptremind.billing.v1.ReservationR\x0breservation\x12\x1a\n\x08replayed\x18\x02 \x01(\x08R\x08replayed"\\\n\x12CommitUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId"[\n\x13CommitUsageResponse\x12D\n\x0breservation\x18\x01 \x01(\x0b2".apptremind.billing.v1.ReservationR\x0breservation"]\n\x13ReleaseUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId"\\\n\x14ReleaseUsageResponse\x12D\n\x0breservation\x18\x01 \x01(\x0b2".apptremind.billing.v1.ReservationR\x0breservation"\x8b\x01\n\x14StartCheckoutRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04plan\x18\x02 \x01(\tR\x04plan\x12\x1f\n\x0bsuccess_url\x18\x03 \x01(\tR\nsuccessUrl\x12\x1d\n\ncancel_url\x18\x04 \x01(\tR\tcancelUrl"j\n\x15StartCheckoutResponse\x12!\n\x0ccheckout_url\x18\x01 \x01(\tR\x0bcheckoutUrl\x12.\n\x13checkout_session_id\x18\x02 \x01(\tR\x11checkoutSessionId"U\n\x13GetPortalUrlRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nreturn_url\x18\x02 \x01(\tR\treturnUrl"(\n\x14GetPortalUrlResponse\x12\x10\n\x03url\x18\x01 \x01(\tR\x03url"`\n\x19CancelSubscriptionRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12"\n\rat_period_end\x18\x02 \x01(\x08R\x0batPeriodEnd"e\n\x1aCancelSubscriptionResponse\x12G\n\x0csubscription\x18\x01 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"T\n\x1aHandleStripeWebhookRequest\x12\x18\n\x07payload\x18\x01 \x01(\x0cR\x07payload\x12\x1c\n\tsignature\x18\x02 \x01(\tR\tsignature"\x8f\x01\n\x1bHandleStripeWebhookResponse\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x1d\n\nevent_type\x18\x02 \x01(\tR\teventType\x12\x1c\n\tduplicate\x18\x03 \x01(\x08R\tduplicate\x12\x18\n\x07applied\x18\x04 \x01(\x08R\x07applied*\xff\x01\n\x12SubscriptionStatus\x12!\n\x1fSUBSCRIPTION_STATUS_UNSPECIFIED\x12\x1c\n\x18SUBSCRIPTION_STATUS_FREE\x10\x01\x12\x1e\n\x1aSUBSCRIPTION_STATUS_ACTIVE\x10\x02\x12 \n\x1cSUBSCRIPTION_STATUS_TRIALING\x10\x03\x12 \n\x1cSUBSCRIPTION_STATUS_PAST_DUE\x10\x04\x12 \n\x1cSUBSCRIPTION_STATUS_CANCELED\x10\x05\x12"\n\x1eSUBSCRIPTION_STATUS_INCOMPLETE\x10\x06*\xb9\x01\n\x11ReservationStatus\x12 \n\x1eRESERVATION_STATUS_UNSPECIFIED\x12\x1f\n\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12 \n\x1cRESERVATION_STATUS_COMMITTED\x10\x02\x12\x1f\n\x1bRESERVATION_STATUS_RELEASED\x10\x03\x12\x1e\n\x1aRESERVATION_STATUS_EXPIRED\x10\x042\xba\t\n\x0eBillingService\x12s\n\x10CheckEntitlement\x12..apptremind.billing.v1.CheckEntitlementRequest\x1a/.apptremind.billing.v1.CheckEntitlementResponse\x12^\n\tListPlans\x12\'.apptremind.billing.v1.ListPlansRequest\x1a(.apptremind.billing.v1.ListPlansResponse\x12p\n\x0fGetSubscription\x12-.apptremind.billing.v1.GetSubscriptionRequest\x1a..apptremind.billing.v1.GetSubscriptionResponse\x12[\n\x08GetUsage\x12&.apptremind.billing.v1.GetUsageRequest\x1a\'.apptremind.billing.v1.GetUsageResponse\x12g\n\x0cReserveUsage\x12*.apptremind.billing.v1.ReserveUsageRequest\x1a+.apptremind.billing.v1.ReserveUsageResponse\x12d\n\x0bCommitUsage\x12).apptremind.billing.v1.CommitUsageRequest\x1a*.apptremind.billing.v1.CommitUsageResponse\x12g\n\x0cReleaseUsage\x12*.apptremind.billing.v1.ReleaseUsageRequest\x1a+.apptremind.billing.v1.ReleaseUsageResponse\x12j\n\rStartCheckout\x12+.apptremind.billing.v1.StartCheckoutRequest\x1a,.apptremind.billing.v1.StartCheckoutResponse\x12g\n\x0cGetPortalUrl\x12*.apptremind.billing.v1.GetPortalUrlRequest\x1a+.apptremind.billing.v1.GetPortalUrlResponse\x12y\n\x12CancelSubscription\x120.apptremind.billing.v1.CancelSubscriptionRequest\x1a1.apptremind.billing.v1.CancelSubscriptionResponse\x12|\n\x13HandleStripeWebhook\x121.apptremind.billing.v1.HandleStripeWebhookRequest\x1a2.apptremind.billing.v1.HandleStripeWebhookResponseb\x06proto3'
+    b'\n#apptremind/billing/v1/billing.proto\x12\x15apptremind.billing.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xc3\x02\n\x07Deposit\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x123\n\x06amount\x18\x03 \x01(\x0b2\x1b.apptremind.common.v1.MoneyR\x06amount\x12<\n\x06status\x18\x04 \x01(\x0e2$.apptremind.billing.v1.DepositStatusR\x06status\x12*\n\x11payment_intent_id\x18\x05 \x01(\tR\x0fpaymentIntentId\x12\x16\n\x06reason\x18\x06 \x01(\tR\x06reason\x129\n\nupdated_at\x18\x07 \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt"k\n\x17CheckEntitlementRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x18\n\x07feature\x18\x02 \x01(\tR\x07feature\x12\x15\n\x06in_use\x18\x03 \x01(\x03R\x05inUse"r\n\x18CheckEntitlementResponse\x12\x18\n\x07allowed\x18\x01 \x01(\x08R\x07allowed\x12\x14\n\x05limit\x18\x02 \x01(\x03R\x05limit\x12\x12\n\x04used\x18\x03 \x01(\x03R\x04used\x12\x12\n\x04plan\x18\x04 \x01(\tR\x04plan"\x98\x02\n\x04Plan\x12\x17\n\x07plan_id\x18\x01 \x01(\tR\x06planId\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n\x0bprice_minor\x18\x03 \x01(\x03R\npriceMinor\x12\x1a\n\x08currency\x18\x04 \x01(\tR\x08currency\x12Q\n\x0centitlements\x18\x05 \x03(\x0b2-.apptremind.billing.v1.Plan.EntitlementsEntryR\x0centitlements\x12\x12\n\x04rank\x18\x06 \x01(\x05R\x04rank\x1a?\n\x11EntitlementsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01"\x12\n\x10ListPlansRequest"F\n\x11ListPlansResponse\x121\n\x05plans\x18\x01 \x03(\x0b2\x1b.apptremind.billing.v1.PlanR\x05plans"\xf9\x04\n\x0cSubscription\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04plan\x18\x02 \x01(\tR\x04plan\x12A\n\x06status\x18\x03 \x01(\x0e2).apptremind.billing.v1.SubscriptionStatusR\x06status\x12,\n\x12stripe_customer_id\x18\x04 \x01(\tR\x10stripeCustomerId\x124\n\x16stripe_subscription_id\x18\x05 \x01(\tR\x14stripeSubscriptionId\x12H\n\x12current_period_end\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x10currentPeriodEnd\x12/\n\x14cancel_at_period_end\x18\x07 \x01(\x08R\x11cancelAtPeriodEnd\x12;\n\x0bgrace_until\x18\x08 \x01(\x0b2\x1a.google.protobuf.TimestampR\ngraceUntil\x12Y\n\x0centitlements\x18\t \x03(\x0b25.apptremind.billing.v1.Subscription.EntitlementsEntryR\x0centitlements\x129\n\nupdated_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a?\n\x11EntitlementsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01"9\n\x16GetSubscriptionRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId"b\n\x17GetSubscriptionResponse\x12G\n\x0csubscription\x18\x01 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"\xdd\x01\n\x05Usage\x12\x14\n\x05meter\x18\x01 \x01(\tR\x05meter\x12=\n\x0cperiod_start\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bperiodStart\x129\n\nperiod_end\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tperiodEnd\x12\x14\n\x05limit\x18\x04 \x01(\x03R\x05limit\x12\x12\n\x04used\x18\x05 \x01(\x03R\x04used\x12\x1a\n\x08reserved\x18\x06 \x01(\x03R\x08reserved"H\n\x0fGetUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x14\n\x05meter\x18\x02 \x01(\tR\x05meter"F\n\x10GetUsageResponse\x122\n\x05usage\x18\x01 \x03(\x0b2\x1c.apptremind.billing.v1.UsageR\x05usage"\x84\x02\n\x0bReservation\x12%\n\x0ereservation_id\x18\x01 \x01(\tR\rreservationId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x14\n\x05meter\x18\x03 \x01(\tR\x05meter\x12\x1a\n\x08quantity\x18\x04 \x01(\x03R\x08quantity\x12@\n\x06status\x18\x05 \x01(\x0e2(.apptremind.billing.v1.ReservationStatusR\x06status\x129\n\nexpires_at\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\texpiresAt"\xb0\x01\n\x13ReserveUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x14\n\x05meter\x18\x02 \x01(\tR\x05meter\x12\x1a\n\x08quantity\x18\x03 \x01(\x03R\x08quantity\x12%\n\x0ereservation_id\x18\x04 \x01(\tR\rreservationId\x12\x1f\n\x0bttl_seconds\x18\x05 \x01(\x05R\nttlSeconds"x\n\x14ReserveUsageResponse\x12D\n\x0breservation\x18\x01 \x01(\x0b2".apptremind.billing.v1.ReservationR\x0breservation\x12\x1a\n\x08replayed\x18\x02 \x01(\x08R\x08replayed"\\\n\x12CommitUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId"[\n\x13CommitUsageResponse\x12D\n\x0breservation\x18\x01 \x01(\x0b2".apptremind.billing.v1.ReservationR\x0breservation"]\n\x13ReleaseUsageRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0ereservation_id\x18\x02 \x01(\tR\rreservationId"\\\n\x14ReleaseUsageResponse\x12D\n\x0breservation\x18\x01 \x01(\x0b2".apptremind.billing.v1.ReservationR\x0breservation"\x8b\x01\n\x14StartCheckoutRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04plan\x18\x02 \x01(\tR\x04plan\x12\x1f\n\x0bsuccess_url\x18\x03 \x01(\tR\nsuccessUrl\x12\x1d\n\ncancel_url\x18\x04 \x01(\tR\tcancelUrl"j\n\x15StartCheckoutResponse\x12!\n\x0ccheckout_url\x18\x01 \x01(\tR\x0bcheckoutUrl\x12.\n\x13checkout_session_id\x18\x02 \x01(\tR\x11checkoutSessionId"U\n\x13GetPortalUrlRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nreturn_url\x18\x02 \x01(\tR\treturnUrl"(\n\x14GetPortalUrlResponse\x12\x10\n\x03url\x18\x01 \x01(\tR\x03url"`\n\x19CancelSubscriptionRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12"\n\rat_period_end\x18\x02 \x01(\x08R\x0batPeriodEnd"e\n\x1aCancelSubscriptionResponse\x12G\n\x0csubscription\x18\x01 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"T\n\x1aHandleStripeWebhookRequest\x12\x18\n\x07payload\x18\x01 \x01(\x0cR\x07payload\x12\x1c\n\tsignature\x18\x02 \x01(\tR\tsignature"\x8f\x01\n\x1bHandleStripeWebhookResponse\x12\x19\n\x08event_id\x18\x01 \x01(\tR\x07eventId\x12\x1d\n\nevent_type\x18\x02 \x01(\tR\teventType\x12\x1c\n\tduplicate\x18\x03 \x01(\x08R\tduplicate\x12\x18\n\x07applied\x18\x04 \x01(\x08R\x07applied"\xdf\x01\n\x17AuthorizeDepositRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x123\n\x06amount\x18\x03 \x01(\x0b2\x1b.apptremind.common.v1.MoneyR\x06amount\x12%\n\x0ecustomer_email\x18\x04 \x01(\tR\rcustomerEmail\x12 \n\x0bdescription\x18\x05 \x01(\tR\x0bdescription"y\n\x18AuthorizeDepositResponse\x128\n\x07deposit\x18\x01 \x01(\x0b2\x1e.apptremind.billing.v1.DepositR\x07deposit\x12#\n\rclient_secret\x18\x02 \x01(\tR\x0cclientSecret"[\n\x11GetDepositRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"N\n\x12GetDepositResponse\x128\n\x07deposit\x18\x01 \x01(\x0b2\x1e.apptremind.billing.v1.DepositR\x07deposit*\xbd\x01\n\rDepositStatus\x12\x1c\n\x1aDEPOSIT_STATUS_UNSPECIFIED\x12\x1a\n\x16DEPOSIT_STATUS_PENDING\x10\x01\x12\x1d\n\x19DEPOSIT_STATUS_AUTHORIZED\x10\x02\x12\x19\n\x15DEPOSIT_STATUS_FAILED\x10\x03\x12\x1b\n\x17DEPOSIT_STATUS_CAPTURED\x10\x04\x12\x1b\n\x17DEPOSIT_STATUS_RELEASED\x10\x05*\xff\x01\n\x12SubscriptionStatus\x12!\n\x1fSUBSCRIPTION_STATUS_UNSPECIFIED\x12\x1c\n\x18SUBSCRIPTION_STATUS_FREE\x10\x01\x12\x1e\n\x1aSUBSCRIPTION_STATUS_ACTIVE\x10\x02\x12 \n\x1cSUBSCRIPTION_STATUS_TRIALING\x10\x03\x12 \n\x1cSUBSCRIPTION_STATUS_PAST_DUE\x10\x04\x12 \n\x1cSUBSCRIPTION_STATUS_CANCELED\x10\x05\x12"\n\x1eSUBSCRIPTION_STATUS_INCOMPLETE\x10\x06*\xb9\x01\n\x11ReservationStatus\x12 \n\x1eRESERVATION_STATUS_UNSPECIFIED\x12\x1f\n\x1bRESERVATION_STATUS_RESERVED\x10\x01\x12 \n\x1cRESERVATION_STATUS_COMMITTED\x10\x02\x12\x1f\n\x1bRESERVATION_STATUS_RELEASED\x10\x03\x12\x1e\n\x1aRESERVATION_STATUS_EXPIRED\x10\x042\x92\x0b\n\x0eBillingService\x12s\n\x10CheckEntitlement\x12..apptremind.billing.v1.CheckEntitlementRequest\x1a/.apptremind.billing.v1.CheckEntitlementResponse\x12^\n\tListPlans\x12\'.apptremind.billing.v1.ListPlansRequest\x1a(.apptremind.billing.v1.ListPlansResponse\x12p\n\x0fGetSubscription\x12-.apptremind.billing.v1.GetSubscriptionRequest\x1a..apptremind.billing.v1.GetSubscriptionResponse\x12[\n\x08GetUsage\x12&.apptremind.billing.v1.GetUsageRequest\x1a\'.apptremind.billing.v1.GetUsageResponse\x12g\n\x0cReserveUsage\x12*.apptremind.billing.v1.ReserveUsageRequest\x1a+.apptremind.billing.v1.ReserveUsageResponse\x12d\n\x0bCommitUsage\x12).apptremind.billing.v1.CommitUsageRequest\x1a*.apptremind.billing.v1.CommitUsageResponse\x12g\n\x0cReleaseUsage\x12*.apptremind.billing.v1.ReleaseUsageRequest\x1a+.apptremind.billing.v1.ReleaseUsageResponse\x12j\n\rStartCheckout\x12+.apptremind.billing.v1.StartCheckoutRequest\x1a,.apptremind.billing.v1.StartCheckoutResponse\x12g\n\x0cGetPortalUrl\x12*.apptremind.billing.v1.GetPortalUrlRequest\x1a+.apptremind.billing.v1.GetPortalUrlResponse\x12y\n\x12CancelSubscription\x120.apptremind.billing.v1.CancelSubscriptionRequest\x1a1.apptremind.billing.v1.CancelSubscriptionResponse\x12|\n\x13HandleStripeWebhook\x121.apptremind.billing.v1.HandleStripeWebhookRequest\x1a2.apptremind.billing.v1.HandleStripeWebhookResponse\x12s\n\x10AuthorizeDeposit\x12..apptremind.billing.v1.AuthorizeDepositRequest\x1a/.apptremind.billing.v1.AuthorizeDepositResponse\x12a\n\nGetDeposit\x12(.apptremind.billing.v1.GetDepositRequest\x1a).apptremind.billing.v1.GetDepositResponseb\x06proto3'
 )

@@ -16,6 +16,7 @@ __all__ = (
     "ConfirmAppointmentRequest",
     "ConfirmAppointmentResponse",
     "Customer",
+    "DepositPayment",
     "GetAppointmentRequest",
     "GetAppointmentResponse",
     "GetAvailabilityRequest",
@@ -61,6 +62,16 @@ class AppointmentStatus(betterproto2.Enum):
 
     NO_SHOW = 4
 
+    HELD = 5
+    """
+    The slot is reserved while the deposit is being paid.
+    """
+
+    RELEASED = 6
+    """
+    A hold that ended without a booking (payment declined or never made); the slot is free.
+    """
+
     @classmethod
     def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
         return {
@@ -69,6 +80,8 @@ class AppointmentStatus(betterproto2.Enum):
             2: "APPOINTMENT_STATUS_CANCELLED",
             3: "APPOINTMENT_STATUS_COMPLETED",
             4: "APPOINTMENT_STATUS_NO_SHOW",
+            5: "APPOINTMENT_STATUS_HELD",
+            6: "APPOINTMENT_STATUS_RELEASED",
         }
 
     @classmethod
@@ -79,6 +92,8 @@ class AppointmentStatus(betterproto2.Enum):
             "APPOINTMENT_STATUS_CANCELLED": 2,
             "APPOINTMENT_STATUS_COMPLETED": 3,
             "APPOINTMENT_STATUS_NO_SHOW": 4,
+            "APPOINTMENT_STATUS_HELD": 5,
+            "APPOINTMENT_STATUS_RELEASED": 6,
         }
 
 
@@ -120,6 +135,18 @@ class Appointment(betterproto2.Message):
     )
     """
     Set when the customer confirmed (ConfirmAppointment).
+    """
+
+    deposit: "__common__v1__.Money | None" = betterproto2.field(11, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The service's deposit when it was booked; unset when none.
+    """
+
+    hold_expires_at: "datetime.datetime | None" = betterproto2.field(
+        12, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+    """
+    HELD only: when the hold lapses unless the deposit is authorised.
     """
 
 
@@ -173,6 +200,11 @@ class BookAppointmentResponse(betterproto2.Message):
     replayed: "bool" = betterproto2.field(3, betterproto2.TYPE_BOOL)
     """
     True when this answers a replay of an earlier request with the same idempotency key.
+    """
+
+    payment: "DepositPayment | None" = betterproto2.field(4, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    Set when the appointment is HELD for a deposit.
     """
 
 
@@ -329,6 +361,32 @@ default_message_pool.register_message("apptremind.booking.v1", "Customer", Custo
 
 
 @dataclass(eq=False, repr=False)
+class DepositPayment(betterproto2.Message):
+    """
+    What the client needs to pay a deposit: Stripe's PaymentIntent (manual capture) and its client secret,
+    confirmed in the browser with Stripe.js.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR.message_types_by_name["DepositPayment"]
+
+    amount: "__common__v1__.Money | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+
+    payment_intent_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    client_secret: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+
+    hold_expires_at: "datetime.datetime | None" = betterproto2.field(
+        4, betterproto2.TYPE_MESSAGE, unwrap=lambda: ___google__protobuf__.Timestamp, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.booking.v1", "DepositPayment", DepositPayment)
+
+
+@dataclass(eq=False, repr=False)
 class GetAppointmentRequest(betterproto2.Message):
     @betterproto2.staticproperty
     @staticmethod
@@ -338,6 +396,12 @@ class GetAppointmentRequest(betterproto2.Message):
     business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
 
     appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    self_service_token: "str" = betterproto2.field(3, betterproto2.TYPE_STRING)
+    """
+    Instead of a member's access token: the customer reads their own appointment (e.g. to see a HELD
+    booking become BOOKED once the deposit is authorised).
+    """
 
 
 default_message_pool.register_message("apptremind.booking.v1", "GetAppointmentRequest", GetAppointmentRequest)
@@ -637,7 +701,9 @@ class BookingServiceStub:
         """
         Requires an idempotency key: a replay returns the original appointment; the same key with a
         different request is FAILED_PRECONDITION idempotency_key_reused. A taken slot is ALREADY_EXISTS
-        slot_taken.
+        slot_taken. A service with a deposit is booked as HELD until billing reports the card authorised
+        (the response's payment is what the client confirms with Stripe); a hold that is declined or not paid
+        by hold_expires_at is RELEASED and its slot is free again.
         """
 
         return self._channel.unary_unary(
@@ -713,7 +779,8 @@ class BookingServiceStub:
 
 
 from ....google import protobuf as ___google__protobuf__
+from ...common import v1 as __common__v1__
 
 APPTREMIND_BOOKING_V1_BOOKING_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n#apptremind/booking/v1/booking.proto\x12\x15apptremind.booking.v1\x1a\x1fgoogle/protobuf/timestamp.proto"\x7f\n\x08Customer\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12\x14\n\x05phone\x18\x03 \x01(\tR\x05phone\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale"\xfa\x03\n\x0bAppointment\x12%\n\x0eappointment_id\x18\x01 \x01(\tR\rappointmentId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12@\n\x06status\x18\x07 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status\x12;\n\x08customer\x18\x08 \x01(\x0b2\x1f.apptremind.booking.v1.CustomerR\x08customer\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n\x0cconfirmed_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt"\xb4\x01\n\x04Slot\x129\n\nstart_time\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1f\n\x0blocal_start\x18\x04 \x01(\tR\nlocalStart"_\n\x15GetAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"^\n\x16GetAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xfe\x01\n\x16GetAvailabilityRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x127\n\tfrom_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08fromTime\x123\n\x07to_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06toTime\x12\x1b\n\ttime_zone\x18\x06 \x01(\tR\x08timeZone"L\n\x17GetAvailabilityResponse\x121\n\x05slots\x18\x01 \x03(\x0b2\x1b.apptremind.booking.v1.SlotR\x05slots"\x94\x02\n\x16BookAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x129\n\nstart_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x12;\n\x08customer\x18\x05 \x01(\x0b2\x1f.apptremind.booking.v1.CustomerR\x08customer\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey"\xa9\x01\n\x17BookAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment\x12,\n\x12self_service_token\x18\x02 \x01(\tR\x10selfServiceToken\x12\x1a\n\x08replayed\x18\x03 \x01(\x08R\x08replayed"\xcf\x01\n\x1cRescheduleAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x129\n\nstart_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x12,\n\x12self_service_token\x18\x04 \x01(\tR\x10selfServiceToken"e\n\x1dRescheduleAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xa8\x01\n\x18CancelAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12,\n\x12self_service_token\x18\x04 \x01(\tR\x10selfServiceToken"a\n\x19CancelAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"d\n\x1aCompleteAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"c\n\x1bCompleteAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"[\n\x11MarkNoShowRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"Z\n\x12MarkNoShowResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xc1\x02\n\x17ListAppointmentsRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x127\n\tfrom_time\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08fromTime\x123\n\x07to_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06toTime\x12\x19\n\x08staff_id\x18\x04 \x01(\tR\x07staffId\x12@\n\x06status\x18\x05 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status\x12\x1b\n\tpage_size\x18\x06 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x07 \x01(\tR\tpageToken"\x8a\x01\n\x18ListAppointmentsResponse\x12F\n\x0cappointments\x18\x01 \x03(\x0b2".apptremind.booking.v1.AppointmentR\x0cappointments\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x91\x01\n\x19ConfirmAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12,\n\x12self_service_token\x18\x03 \x01(\tR\x10selfServiceToken"b\n\x1aConfirmAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"q\n\x18GetReminderStatusRequest\x12,\n\x12self_service_token\x18\x01 \x01(\tR\x10selfServiceToken\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey"{\n\x19GetReminderStatusResponse\x12\x18\n\x07current\x18\x01 \x01(\x08R\x07current\x12D\n\x0bappointment\x18\x02 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment*\xb8\x01\n\x11AppointmentStatus\x12 \n\x1eAPPOINTMENT_STATUS_UNSPECIFIED\x12\x1d\n\x19APPOINTMENT_STATUS_BOOKED\x10\x01\x12 \n\x1cAPPOINTMENT_STATUS_CANCELLED\x10\x02\x12 \n\x1cAPPOINTMENT_STATUS_COMPLETED\x10\x03\x12\x1e\n\x1aAPPOINTMENT_STATUS_NO_SHOW\x10\x042\xa9\t\n\x0eBookingService\x12m\n\x0eGetAppointment\x12,.apptremind.booking.v1.GetAppointmentRequest\x1a-.apptremind.booking.v1.GetAppointmentResponse\x12p\n\x0fGetAvailability\x12-.apptremind.booking.v1.GetAvailabilityRequest\x1a..apptremind.booking.v1.GetAvailabilityResponse\x12p\n\x0fBookAppointment\x12-.apptremind.booking.v1.BookAppointmentRequest\x1a..apptremind.booking.v1.BookAppointmentResponse\x12\x82\x01\n\x15RescheduleAppointment\x123.apptremind.booking.v1.RescheduleAppointmentRequest\x1a4.apptremind.booking.v1.RescheduleAppointmentResponse\x12v\n\x11CancelAppointment\x12/.apptremind.booking.v1.CancelAppointmentRequest\x1a0.apptremind.booking.v1.CancelAppointmentResponse\x12|\n\x13CompleteAppointment\x121.apptremind.booking.v1.CompleteAppointmentRequest\x1a2.apptremind.booking.v1.CompleteAppointmentResponse\x12a\n\nMarkNoShow\x12(.apptremind.booking.v1.MarkNoShowRequest\x1a).apptremind.booking.v1.MarkNoShowResponse\x12s\n\x10ListAppointments\x12..apptremind.booking.v1.ListAppointmentsRequest\x1a/.apptremind.booking.v1.ListAppointmentsResponse\x12y\n\x12ConfirmAppointment\x120.apptremind.booking.v1.ConfirmAppointmentRequest\x1a1.apptremind.booking.v1.ConfirmAppointmentResponse\x12v\n\x11GetReminderStatus\x12/.apptremind.booking.v1.GetReminderStatusRequest\x1a0.apptremind.booking.v1.GetReminderStatusResponseb\x06proto3'
+    b'\n#apptremind/booking/v1/booking.proto\x12\x15apptremind.booking.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\x7f\n\x08Customer\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n\x05email\x18\x02 \x01(\tR\x05email\x12\x14\n\x05phone\x18\x03 \x01(\tR\x05phone\x12\x1b\n\ttime_zone\x18\x04 \x01(\tR\x08timeZone\x12\x16\n\x06locale\x18\x05 \x01(\tR\x06locale"\xf5\x04\n\x0bAppointment\x12%\n\x0eappointment_id\x18\x01 \x01(\tR\rappointmentId\x12\x1f\n\x0bbusiness_id\x18\x02 \x01(\tR\nbusinessId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12@\n\x06status\x18\x07 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status\x12;\n\x08customer\x18\x08 \x01(\x0b2\x1f.apptremind.booking.v1.CustomerR\x08customer\x129\n\ncreated_at\x18\t \x01(\x0b2\x1a.google.protobuf.TimestampR\tcreatedAt\x12=\n\x0cconfirmed_at\x18\n \x01(\x0b2\x1a.google.protobuf.TimestampR\x0bconfirmedAt\x125\n\x07deposit\x18\x0b \x01(\x0b2\x1b.apptremind.common.v1.MoneyR\x07deposit\x12B\n\x0fhold_expires_at\x18\x0c \x01(\x0b2\x1a.google.protobuf.TimestampR\rholdExpiresAt"\xda\x01\n\x0eDepositPayment\x123\n\x06amount\x18\x01 \x01(\x0b2\x1b.apptremind.common.v1.MoneyR\x06amount\x12*\n\x11payment_intent_id\x18\x02 \x01(\tR\x0fpaymentIntentId\x12#\n\rclient_secret\x18\x03 \x01(\tR\x0cclientSecret\x12B\n\x0fhold_expires_at\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\rholdExpiresAt"\xb4\x01\n\x04Slot\x129\n\nstart_time\x18\x01 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1f\n\x0blocal_start\x18\x04 \x01(\tR\nlocalStart"\x8d\x01\n\x15GetAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12,\n\x12self_service_token\x18\x03 \x01(\tR\x10selfServiceToken"^\n\x16GetAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xfe\x01\n\x16GetAvailabilityRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x127\n\tfrom_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08fromTime\x123\n\x07to_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06toTime\x12\x1b\n\ttime_zone\x18\x06 \x01(\tR\x08timeZone"L\n\x17GetAvailabilityResponse\x121\n\x05slots\x18\x01 \x03(\x0b2\x1b.apptremind.booking.v1.SlotR\x05slots"\x94\x02\n\x16BookAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x1d\n\nservice_id\x18\x02 \x01(\tR\tserviceId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x129\n\nstart_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x12;\n\x08customer\x18\x05 \x01(\x0b2\x1f.apptremind.booking.v1.CustomerR\x08customer\x12\'\n\x0fidempotency_key\x18\x06 \x01(\tR\x0eidempotencyKey"\xea\x01\n\x17BookAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment\x12,\n\x12self_service_token\x18\x02 \x01(\tR\x10selfServiceToken\x12\x1a\n\x08replayed\x18\x03 \x01(\x08R\x08replayed\x12?\n\x07payment\x18\x04 \x01(\x0b2%.apptremind.booking.v1.DepositPaymentR\x07payment"\xcf\x01\n\x1cRescheduleAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x129\n\nstart_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x12,\n\x12self_service_token\x18\x04 \x01(\tR\x10selfServiceToken"e\n\x1dRescheduleAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xa8\x01\n\x18CancelAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x16\n\x06reason\x18\x03 \x01(\tR\x06reason\x12,\n\x12self_service_token\x18\x04 \x01(\tR\x10selfServiceToken"a\n\x19CancelAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"d\n\x1aCompleteAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"c\n\x1bCompleteAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"[\n\x11MarkNoShowRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"Z\n\x12MarkNoShowResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"\xc1\x02\n\x17ListAppointmentsRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x127\n\tfrom_time\x18\x02 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08fromTime\x123\n\x07to_time\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x06toTime\x12\x19\n\x08staff_id\x18\x04 \x01(\tR\x07staffId\x12@\n\x06status\x18\x05 \x01(\x0e2(.apptremind.booking.v1.AppointmentStatusR\x06status\x12\x1b\n\tpage_size\x18\x06 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x07 \x01(\tR\tpageToken"\x8a\x01\n\x18ListAppointmentsResponse\x12F\n\x0cappointments\x18\x01 \x03(\x0b2".apptremind.booking.v1.AppointmentR\x0cappointments\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken"\x91\x01\n\x19ConfirmAppointmentRequest\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12,\n\x12self_service_token\x18\x03 \x01(\tR\x10selfServiceToken"b\n\x1aConfirmAppointmentResponse\x12D\n\x0bappointment\x18\x01 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment"q\n\x18GetReminderStatusRequest\x12,\n\x12self_service_token\x18\x01 \x01(\tR\x10selfServiceToken\x12\'\n\x0fidempotency_key\x18\x02 \x01(\tR\x0eidempotencyKey"{\n\x19GetReminderStatusResponse\x12\x18\n\x07current\x18\x01 \x01(\x08R\x07current\x12D\n\x0bappointment\x18\x02 \x01(\x0b2".apptremind.booking.v1.AppointmentR\x0bappointment*\xf6\x01\n\x11AppointmentStatus\x12 \n\x1eAPPOINTMENT_STATUS_UNSPECIFIED\x12\x1d\n\x19APPOINTMENT_STATUS_BOOKED\x10\x01\x12 \n\x1cAPPOINTMENT_STATUS_CANCELLED\x10\x02\x12 \n\x1cAPPOINTMENT_STATUS_COMPLETED\x10\x03\x12\x1e\n\x1aAPPOINTMENT_STATUS_NO_SHOW\x10\x04\x12\x1b\n\x17APPOINTMENT_STATUS_HELD\x10\x05\x12\x1f\n\x1bAPPOINTMENT_STATUS_RELEASED\x10\x062\xa9\t\n\x0eBookingService\x12m\n\x0eGetAppointment\x12,.apptremind.booking.v1.GetAppointmentRequest\x1a-.apptremind.booking.v1.GetAppointmentResponse\x12p\n\x0fGetAvailability\x12-.apptremind.booking.v1.GetAvailabilityRequest\x1a..apptremind.booking.v1.GetAvailabilityResponse\x12p\n\x0fBookAppointment\x12-.apptremind.booking.v1.BookAppointmentRequest\x1a..apptremind.booking.v1.BookAppointmentResponse\x12\x82\x01\n\x15RescheduleAppointment\x123.apptremind.booking.v1.RescheduleAppointmentRequest\x1a4.apptremind.booking.v1.RescheduleAppointmentResponse\x12v\n\x11CancelAppointment\x12/.apptremind.booking.v1.CancelAppointmentRequest\x1a0.apptremind.booking.v1.CancelAppointmentResponse\x12|\n\x13CompleteAppointment\x121.apptremind.booking.v1.CompleteAppointmentRequest\x1a2.apptremind.booking.v1.CompleteAppointmentResponse\x12a\n\nMarkNoShow\x12(.apptremind.booking.v1.MarkNoShowRequest\x1a).apptremind.booking.v1.MarkNoShowResponse\x12s\n\x10ListAppointments\x12..apptremind.booking.v1.ListAppointmentsRequest\x1a/.apptremind.booking.v1.ListAppointmentsResponse\x12y\n\x12ConfirmAppointment\x120.apptremind.booking.v1.ConfirmAppointmentRequest\x1a1.apptremind.booking.v1.ConfirmAppointmentResponse\x12v\n\x11GetReminderStatus\x12/.apptremind.booking.v1.GetReminderStatusRequest\x1a0.apptremind.booking.v1.GetReminderStatusResponseb\x06proto3'
 )

@@ -4,6 +4,9 @@
 # This file has been @generated
 
 __all__ = (
+    "DepositAuthorized",
+    "DepositFailed",
+    "DepositSettled",
     "EntitlementsChanged",
     "SubscriptionActivated",
     "SubscriptionCancelled",
@@ -20,6 +23,70 @@ from .....message_pool import default_message_pool
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+@dataclass(eq=False, repr=False)
+class DepositAuthorized(betterproto2.Message):
+    """
+    billing.deposit.authorized.v1: the customer's card is authorised for the deposit; the hold may become
+    a booking.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BILLING_V1_BILLING_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "DepositAuthorized"
+        ]
+
+    deposit: "___billing__v1__.Deposit | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.events.billing.v1", "DepositAuthorized", DepositAuthorized)
+
+
+@dataclass(eq=False, repr=False)
+class DepositFailed(betterproto2.Message):
+    """
+    billing.deposit.failed.v1: the payment was declined or the intent cancelled before authorisation.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BILLING_V1_BILLING_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "DepositFailed"
+        ]
+
+    deposit: "___billing__v1__.Deposit | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.events.billing.v1", "DepositFailed", DepositFailed)
+
+
+@dataclass(eq=False, repr=False)
+class DepositSettled(betterproto2.Message):
+    """
+    billing.deposit.captured.v1 / billing.deposit.released.v1: the deposit was settled at Stripe.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BILLING_V1_BILLING_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "DepositSettled"
+        ]
+
+    deposit: "___billing__v1__.Deposit | None" = betterproto2.field(
+        1, betterproto2.TYPE_MESSAGE, optional=True
+    )
+
+
+default_message_pool.register_message("apptremind.events.billing.v1", "DepositSettled", DepositSettled)
 
 
 @dataclass(eq=False, repr=False)
@@ -144,5 +211,5 @@ default_message_pool.register_message(
 from ....billing import v1 as ___billing__v1__
 
 APPTREMIND_EVENTS_BILLING_V1_BILLING_EVENTS_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n1apptremind/events/billing/v1/billing_events.proto\x12\x1capptremind.events.billing.v1\x1a#apptremind/billing/v1/billing.proto"\xbe\x01\n\x15SubscriptionActivated\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12\x12\n\x04plan\x18\x03 \x01(\tR\x04plan\x12G\n\x0csubscription\x18\x04 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"\xdc\x01\n\x13EntitlementsChanged\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04plan\x18\x02 \x01(\tR\x04plan\x12U\n\x06limits\x18\x03 \x03(\x0b2=.apptremind.events.billing.v1.EntitlementsChanged.LimitsEntryR\x06limits\x1a9\n\x0bLimitsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01"^\n\x13SubscriptionUpdated\x12G\n\x0csubscription\x18\x01 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"\xe7\x01\n\x15SubscriptionCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12#\n\rprevious_plan\x18\x03 \x01(\tR\x0cpreviousPlan\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason\x12G\n\x0csubscription\x18\x05 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscriptionb\x06proto3'
+    b'\n1apptremind/events/billing/v1/billing_events.proto\x12\x1capptremind.events.billing.v1\x1a#apptremind/billing/v1/billing.proto"\xbe\x01\n\x15SubscriptionActivated\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12\x12\n\x04plan\x18\x03 \x01(\tR\x04plan\x12G\n\x0csubscription\x18\x04 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"\xdc\x01\n\x13EntitlementsChanged\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\x12\n\x04plan\x18\x02 \x01(\tR\x04plan\x12U\n\x06limits\x18\x03 \x03(\x0b2=.apptremind.events.billing.v1.EntitlementsChanged.LimitsEntryR\x06limits\x1a9\n\x0bLimitsEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01"^\n\x13SubscriptionUpdated\x12G\n\x0csubscription\x18\x01 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"\xe7\x01\n\x15SubscriptionCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12\'\n\x0fsubscription_id\x18\x02 \x01(\tR\x0esubscriptionId\x12#\n\rprevious_plan\x18\x03 \x01(\tR\x0cpreviousPlan\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason\x12G\n\x0csubscription\x18\x05 \x01(\x0b2#.apptremind.billing.v1.SubscriptionR\x0csubscription"M\n\x11DepositAuthorized\x128\n\x07deposit\x18\x01 \x01(\x0b2\x1e.apptremind.billing.v1.DepositR\x07deposit"I\n\rDepositFailed\x128\n\x07deposit\x18\x01 \x01(\x0b2\x1e.apptremind.billing.v1.DepositR\x07deposit"J\n\x0eDepositSettled\x128\n\x07deposit\x18\x01 \x01(\x0b2\x1e.apptremind.billing.v1.DepositR\x07depositb\x06proto3'
 )

@@ -9,6 +9,8 @@ __all__ = (
     "AppointmentCompleted",
     "AppointmentNoShow",
     "AppointmentRescheduled",
+    "DepositAction",
+    "DepositSettlementRequested",
     "ReminderCancelled",
     "ReminderRequested",
 )
@@ -17,13 +19,50 @@ import datetime
 from dataclasses import dataclass
 
 import betterproto2
-from google.protobuf.descriptor import Descriptor
+from google.protobuf.descriptor import Descriptor, EnumDescriptor
 
 from .....google_proto_descriptor_pool import default_google_proto_descriptor_pool
 from .....message_pool import default_message_pool
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class DepositAction(betterproto2.Enum):
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> EnumDescriptor:
+        return APPTREMIND_EVENTS_BOOKING_V1_BOOKING_EVENTS_PROTO_DESCRIPTOR.enum_types_by_name[
+            "DepositAction"
+        ]
+
+    UNSPECIFIED = 0
+
+    CAPTURE = 1
+    """
+    Take the authorised deposit (completed, no-show, late cancellation).
+    """
+
+    RELEASE = 2
+    """
+    Give it back (the hold ended without a booking, the business cancelled, an early cancellation).
+    """
+
+    @classmethod
+    def betterproto_value_to_renamed_proto_names(cls) -> dict[int, str]:
+        return {
+            0: "DEPOSIT_ACTION_UNSPECIFIED",
+            1: "DEPOSIT_ACTION_CAPTURE",
+            2: "DEPOSIT_ACTION_RELEASE",
+        }
+
+    @classmethod
+    def betterproto_renamed_proto_names_to_value(cls) -> dict[str, int]:
+        return {
+            "DEPOSIT_ACTION_UNSPECIFIED": 0,
+            "DEPOSIT_ACTION_CAPTURE": 1,
+            "DEPOSIT_ACTION_RELEASE": 2,
+        }
 
 
 @dataclass(eq=False, repr=False)
@@ -197,6 +236,42 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class DepositSettlementRequested(betterproto2.Message):
+    """
+    booking.deposit.settlement_requested.v1: what should happen to an appointment's deposit, decided by
+    booking-service by the service's policy in the same transaction as the change that settles it.
+    """
+
+    @betterproto2.staticproperty
+    @staticmethod
+    def DESCRIPTOR() -> Descriptor:
+        return APPTREMIND_EVENTS_BOOKING_V1_BOOKING_EVENTS_PROTO_DESCRIPTOR.message_types_by_name[
+            "DepositSettlementRequested"
+        ]
+
+    business_id: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+
+    appointment_id: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+
+    action: "DepositAction" = betterproto2.field(
+        3, betterproto2.TYPE_ENUM, default_factory=lambda: DepositAction(0)
+    )
+
+    reason: "str" = betterproto2.field(4, betterproto2.TYPE_STRING)
+    """
+    released_expired | released_declined | completed | no_show | cancelled_by_business |
+    cancelled_early | cancelled_late
+    """
+
+    amount: "___common__v1__.Money | None" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, optional=True)
+
+
+default_message_pool.register_message(
+    "apptremind.events.booking.v1", "DepositSettlementRequested", DepositSettlementRequested
+)
+
+
+@dataclass(eq=False, repr=False)
 class ReminderCancelled(betterproto2.Message):
     """
     booking.reminder.cancelled.v1
@@ -259,7 +334,9 @@ class ReminderRequested(betterproto2.Message):
     start_time / end_time (RFC 3339, UTC), local_start (ISO 8601 in the customer's zone),
     business_time_zone, customer_time_zone, locale, quiet_hours_start / quiet_hours_end ("HH:MM" in the
     business's zone, both empty when none), appointment_id, and manage_token (the customer's
-    self-service token: cancel/reschedule links, and the pre-send GetReminderStatus check).
+    self-service token: cancel/reschedule links, and the pre-send GetReminderStatus check),
+    customer_email and reminder_channels (the policy's channels, e.g. "email,sms": an SMS the plan's
+    quota cannot cover falls back to e-mail unless an e-mail reminder goes out anyway).
     """
 
     idempotency_key: "str" = betterproto2.field(7, betterproto2.TYPE_STRING)
@@ -275,5 +352,5 @@ from .....google import protobuf as ____google__protobuf__
 from ....common import v1 as ___common__v1__
 
 APPTREMIND_EVENTS_BOOKING_V1_BOOKING_EVENTS_PROTO_DESCRIPTOR = default_google_proto_descriptor_pool.AddSerializedFile(
-    b'\n1apptremind/events/booking/v1/booking_events.proto\x12\x1capptremind.events.booking.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xfe\x03\n\x11AppointmentBooked\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12%\n\x0ecustomer_email\x18\x07 \x01(\tR\rcustomerEmail\x12%\n\x0ecustomer_phone\x18\x08 \x01(\tR\rcustomerPhone\x12f\n\rtemplate_data\x18\t \x03(\x0b2A.apptremind.events.booking.v1.AppointmentBooked.TemplateDataEntryR\x0ctemplateData\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xbd\x03\n\x11ReminderRequested\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x127\n\tremind_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08remindAt\x127\n\x07channel\x18\x04 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x1c\n\trecipient\x18\x05 \x01(\tR\trecipient\x12f\n\rtemplate_data\x18\x06 \x03(\x0b2A.apptremind.events.booking.v1.ReminderRequested.TemplateDataEntryR\x0ctemplateData\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\x84\x01\n\x11ReminderCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey"\xb5\x04\n\x16AppointmentRescheduled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12J\n\x13previous_start_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x11previousStartTime\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12%\n\x0ecustomer_email\x18\x07 \x01(\tR\rcustomerEmail\x12%\n\x0ecustomer_phone\x18\x08 \x01(\tR\rcustomerPhone\x12k\n\rtemplate_data\x18\t \x03(\x0b2F.apptremind.events.booking.v1.AppointmentRescheduled.TemplateDataEntryR\x0ctemplateData\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\x99\x01\n\x14AppointmentCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12!\n\x0ccancelled_by\x18\x03 \x01(\tR\x0bcancelledBy\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason"^\n\x14AppointmentCompleted\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"[\n\x11AppointmentNoShow\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentIdb\x06proto3'
+    b'\n1apptremind/events/booking/v1/booking_events.proto\x12\x1capptremind.events.booking.v1\x1a!apptremind/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto"\xfe\x03\n\x11AppointmentBooked\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12\x1d\n\nservice_id\x18\x04 \x01(\tR\tserviceId\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12%\n\x0ecustomer_email\x18\x07 \x01(\tR\rcustomerEmail\x12%\n\x0ecustomer_phone\x18\x08 \x01(\tR\rcustomerPhone\x12f\n\rtemplate_data\x18\t \x03(\x0b2A.apptremind.events.booking.v1.AppointmentBooked.TemplateDataEntryR\x0ctemplateData\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\xbd\x03\n\x11ReminderRequested\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x127\n\tremind_at\x18\x03 \x01(\x0b2\x1a.google.protobuf.TimestampR\x08remindAt\x127\n\x07channel\x18\x04 \x01(\x0e2\x1d.apptremind.common.v1.ChannelR\x07channel\x12\x1c\n\trecipient\x18\x05 \x01(\tR\trecipient\x12f\n\rtemplate_data\x18\x06 \x03(\x0b2A.apptremind.events.booking.v1.ReminderRequested.TemplateDataEntryR\x0ctemplateData\x12\'\n\x0fidempotency_key\x18\x07 \x01(\tR\x0eidempotencyKey\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\x84\x01\n\x11ReminderCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\'\n\x0fidempotency_key\x18\x03 \x01(\tR\x0eidempotencyKey"\xb5\x04\n\x16AppointmentRescheduled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12\x19\n\x08staff_id\x18\x03 \x01(\tR\x07staffId\x12J\n\x13previous_start_time\x18\x04 \x01(\x0b2\x1a.google.protobuf.TimestampR\x11previousStartTime\x129\n\nstart_time\x18\x05 \x01(\x0b2\x1a.google.protobuf.TimestampR\tstartTime\x125\n\x08end_time\x18\x06 \x01(\x0b2\x1a.google.protobuf.TimestampR\x07endTime\x12%\n\x0ecustomer_email\x18\x07 \x01(\tR\rcustomerEmail\x12%\n\x0ecustomer_phone\x18\x08 \x01(\tR\rcustomerPhone\x12k\n\rtemplate_data\x18\t \x03(\x0b2F.apptremind.events.booking.v1.AppointmentRescheduled.TemplateDataEntryR\x0ctemplateData\x1a?\n\x11TemplateDataEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\tR\x05value:\x028\x01"\x99\x01\n\x14AppointmentCancelled\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12!\n\x0ccancelled_by\x18\x03 \x01(\tR\x0bcancelledBy\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason"^\n\x14AppointmentCompleted\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"[\n\x11AppointmentNoShow\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId"\xf6\x01\n\x1aDepositSettlementRequested\x12\x1f\n\x0bbusiness_id\x18\x01 \x01(\tR\nbusinessId\x12%\n\x0eappointment_id\x18\x02 \x01(\tR\rappointmentId\x12C\n\x06action\x18\x03 \x01(\x0e2+.apptremind.events.booking.v1.DepositActionR\x06action\x12\x16\n\x06reason\x18\x04 \x01(\tR\x06reason\x123\n\x06amount\x18\x05 \x01(\x0b2\x1b.apptremind.common.v1.MoneyR\x06amount*e\n\rDepositAction\x12\x1c\n\x1aDEPOSIT_ACTION_UNSPECIFIED\x12\x1a\n\x16DEPOSIT_ACTION_CAPTURE\x10\x01\x12\x1a\n\x16DEPOSIT_ACTION_RELEASE\x10\x02b\x06proto3'
 )

@@ -35,6 +35,20 @@ def _member(business_id: str) -> uuid.UUID:
     return service.parse_id(business_id, "business_id")
 
 
+# Services that meter usage on their own (no user is involved when a reminder goes out).
+METERING_SERVICES = ("notification",)
+
+
+def _member_or_metering_service(business_id: str) -> uuid.UUID:
+    """A member of the business, or a service that sends on the business's behalf (ADR 0013)."""
+    caller = current_caller.get()
+    if caller.service:
+        caller.require_service(*METERING_SERVICES)
+    else:
+        caller.require_role(business_id)
+    return service.parse_id(business_id, "business_id")
+
+
 def _manager(business_id: str) -> uuid.UUID:
     current_caller.get().require_manager(business_id)
     return service.parse_id(business_id, "business_id")
@@ -140,7 +154,7 @@ class BillingServiceServicer:
     async def reserve_usage(
         self, request: pb.ReserveUsageRequest, context: Context
     ) -> pb.ReserveUsageResponse:
-        bid = _member(request.business_id)
+        bid = _member_or_metering_service(request.business_id)
         meter = _meter(request.meter)
         if not 0 < request.quantity <= usage.MAX_QUANTITY:
             raise InvalidArgument("invalid_quantity", f"quantity must be between 1 and {usage.MAX_QUANTITY}")
@@ -157,7 +171,7 @@ class BillingServiceServicer:
         )
 
     async def commit_usage(self, request: pb.CommitUsageRequest, context: Context) -> pb.CommitUsageResponse:
-        bid = _member(request.business_id)
+        bid = _member_or_metering_service(request.business_id)
         rid = service.parse_id(request.reservation_id, "reservation_id")
         async with unit_of_work(self._pool) as conn:
             done = await usage.commit(conn, bid, rid, self._clock.now())
@@ -166,7 +180,7 @@ class BillingServiceServicer:
     async def release_usage(
         self, request: pb.ReleaseUsageRequest, context: Context
     ) -> pb.ReleaseUsageResponse:
-        bid = _member(request.business_id)
+        bid = _member_or_metering_service(request.business_id)
         rid = service.parse_id(request.reservation_id, "reservation_id")
         async with unit_of_work(self._pool) as conn:
             done = await usage.release(conn, bid, rid, self._clock.now())

@@ -270,3 +270,49 @@ async def test_bad_reservations_are_refused_and_write_nothing(harness: Harness) 
         )
     assert harness.count("usage_period", t.business_id) == 0
     assert harness.count("usage_reservation", t.business_id) == 0
+
+
+async def test_notification_meters_sms_on_its_own_behalf_and_no_other_service_may(harness: Harness) -> None:
+    t = harness.tenant()
+    as_notification = [("authorization", f"Bearer {harness.keys.service_token('notification')}")]
+    reservation_id = str(uuid.uuid4())
+    reserved = await harness.call(
+        "ReserveUsage",
+        pb.ReserveUsageRequest(
+            business_id=t.business_id, meter="sms", quantity=1, reservation_id=reservation_id
+        ),
+        pb.ReserveUsageResponse,
+        as_notification,
+    )
+    assert reserved.reservation is not None
+    await harness.call(
+        "CommitUsage",
+        pb.CommitUsageRequest(business_id=t.business_id, reservation_id=reservation_id),
+        pb.CommitUsageResponse,
+        as_notification,
+    )
+    usage = await harness.call(
+        "GetUsage", pb.GetUsageRequest(business_id=t.business_id), pb.GetUsageResponse, t.staff
+    )
+    assert [(u.meter, u.used) for u in usage.usage] == [("sms", 1)]
+    as_booking = [("authorization", f"Bearer {harness.keys.service_token('booking')}")]
+    await expect_error(
+        harness.call(
+            "ReserveUsage",
+            pb.ReserveUsageRequest(
+                business_id=t.business_id, meter="sms", quantity=1, reservation_id=str(uuid.uuid4())
+            ),
+            pb.ReserveUsageResponse,
+            as_booking,
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+        "service_not_allowed",
+    )
+    # Reads stay with the business's members.
+    await expect_error(
+        harness.call(
+            "GetUsage", pb.GetUsageRequest(business_id=t.business_id), pb.GetUsageResponse, as_notification
+        ),
+        grpc.StatusCode.UNAUTHENTICATED,
+        "user_token_required",
+    )

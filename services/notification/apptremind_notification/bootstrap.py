@@ -1,4 +1,5 @@
-"""Wires the notification-service process: its servicer and its migrations.
+"""Wires the notification-service process: its servicer, its migrations and its one consumer (billing's
+entitlements, the read model that decides whether a business may write templates).
 
 The pipeline's consumers (due reminders, confirmations, status counters) run in the Faust worker of
 streams/ (apptremind-streams), which builds them from consumers.py; this process serves the RPCs.
@@ -15,8 +16,10 @@ from psycopg_pool import AsyncConnectionPool
 from apptremind_platform import service as platform_service
 from apptremind_platform.clock import Clock, SystemClock
 from apptremind_platform.grpc_bridge import open_channel
+from apptremind_platform.processing import MessageProcessor
 from apptremind_platform.settings import ServiceSettings
 
+from . import entitlements
 from .booking_client import Booking, GrpcBooking
 from .grpc import SERVICE, NotificationServiceServicer
 from .settings import NotificationSettings
@@ -41,7 +44,12 @@ def build_spec(
         )
         return [(servicer, SERVICE)]
 
-    return platform_service.ServiceSpec(name="notification", servicers=servicers, sql_dir=SQL_DIR)
+    def entitlements_consumer(pool: AsyncConnectionPool, _: ServiceSettings) -> MessageProcessor:
+        return entitlements.processor(pool)
+
+    return platform_service.ServiceSpec(
+        name="notification", servicers=servicers, sql_dir=SQL_DIR, processors=(entitlements_consumer,)
+    )
 
 
 SPEC = build_spec()

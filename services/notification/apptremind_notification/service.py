@@ -1,7 +1,8 @@
 """The notification-service's use cases behind its RPCs: input rules, templates, opt-outs, deliveries.
 
 Each function checks its input before writing anything (bad input is INVALID_ARGUMENT with a reason and
-changes nothing) and is scoped by the business id the caller was authorised for.
+changes nothing) and is scoped by the business id the caller was authorised for. Writing templates needs a
+plan with custom templates (billing's entitlements, see entitlements.py); reading them does not.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from dataclasses import dataclass
 
 from apptremind_platform import pagination, validation
 from apptremind_platform.db import Conn
-from apptremind_platform.errors import AlreadyExists, InvalidArgument, NotFound
+from apptremind_platform.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
-from . import compose, repository
+from . import compose, entitlements, repository
 from .channels.rendering import MAX_TEMPLATE_CHARS, Rendered, TemplateError
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -94,7 +95,20 @@ def preview(
         raise InvalidArgument("template_invalid", f"the template does not render: {err.reason}") from None
 
 
+async def require_custom_templates(conn: Conn, business_id: uuid.UUID) -> None:
+    """FAILED_PRECONDITION plan_required unless the business's plan includes custom templates."""
+    if not await entitlements.custom_templates_allowed(conn, business_id):
+        raise FailedPrecondition(
+            "plan_required",
+            f"the business's plan does not include {entitlements.CUSTOM_TEMPLATES}; "
+            "upgrade the plan to write templates of your own",
+            feature=entitlements.CUSTOM_TEMPLATES,
+        )
+
+
 async def create_template(conn: Conn, business_id: uuid.UUID, value: TemplateInput) -> repository.TemplateRow:
+    # The plan first: a business that may not write templates learns that before fixing its input.
+    await require_custom_templates(conn, business_id)
     kind_name, channel_name = kind(value.kind), channel(value.channel)
     locale = validation.locale(value.locale.strip())
     subject, body = _checked_text(channel_name, value.subject, value.body)
@@ -110,6 +124,7 @@ async def create_template(conn: Conn, business_id: uuid.UUID, value: TemplateInp
 async def update_template(
     conn: Conn, business_id: uuid.UUID, template_id: str, subject: str, body: str
 ) -> repository.TemplateRow:
+    await require_custom_templates(conn, business_id)
     tid = parse_id(template_id, "template_id")
     existing = await repository.get_template(conn, business_id, tid)
     if existing is None:

@@ -4,9 +4,11 @@ booking-service produce them, and error assertions."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,9 +16,11 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
+from confluent_kafka import Producer
 
 from apptremind_gen.apptremind.booking import v1 as booking_pb
 from apptremind_gen.apptremind.common.v1 import Channel
+from apptremind_gen.apptremind.events.billing import v1 as billing_events
 from apptremind_gen.apptremind.events.booking import v1 as booking_events
 from apptremind_gen.apptremind.events.scheduler import v1 as scheduler_events
 from apptremind_gen.google.protobuf import Any as AnyMessage
@@ -26,6 +30,7 @@ from apptremind_notification.dispatch import Job
 from apptremind_platform.envelope import Event, decode, encode, headers_for
 from apptremind_platform.grpc_bridge import bind_service
 from apptremind_platform.processing import Incoming
+from tests.fixtures.db import ServiceDb
 
 # Monday 2030-06-03 06:00 UTC (08:00 in Berlin).
 NOW = dt.datetime(2030, 6, 3, 6, 0, tzinfo=dt.UTC)
@@ -248,3 +253,54 @@ async def expect_error(call: Awaitable[Any], code: grpc.StatusCode, reason: str)
         await call
     trailers = dict(info.value.trailing_metadata() or ())
     assert (info.value.code(), trailers.get("x-error-reason")) == (code, reason), info.value.details()
+
+
+# billing's seeded plans (services/billing/README.md): what billing.entitlements.changed.v1 carries for each.
+PLAN_LIMITS: dict[str, dict[str, int]] = {
+    "free": {"staff_seats": 1, "sms_per_month": 10, "custom_templates": 0},
+    "pro": {"staff_seats": 5, "sms_per_month": 500, "custom_templates": 1},
+    "business": {"staff_seats": -1, "sms_per_month": 5000, "custom_templates": 1},
+}
+
+
+def entitlements_changed(
+    business_id: str, plan: str, *, limits: dict[str, int] | None = None, event_id: uuid.UUID | None = None
+) -> Event:
+    """billing.entitlements.changed.v1 as billing-service publishes it."""
+    data = billing_events.EntitlementsChanged(
+        business_id=business_id, plan=plan, limits=PLAN_LIMITS[plan] if limits is None else limits
+    )
+    return Event(
+        "billing.entitlements.changed.v1", business_id, data, subject=business_id, id=event_id or uuid.uuid4()
+    )
+
+
+def publish(bootstrap: str, event: Event, when: dt.datetime, source: str = "billing") -> None:
+    """Produces one real encoded event with envelope time `when`, as billing's outbox relay would."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
+    producer.produce(
+        event.topic,
+        key=event.partition_key.encode(),
+        value=encode(event, source=source, when=when),
+        headers=[(k, v.encode()) for k, v in headers_for(event).items()],
+    )
+    assert producer.flush(30) == 0
+
+
+def entitle(db: ServiceDb, business_id: str, plan: str = "pro") -> None:
+    """Gives the business a plan directly in notification's read model (tests that are not about plans)."""
+    db.execute(
+        "INSERT INTO business_entitlement (business_id, plan, limits, changed_at) "
+        "VALUES (%s, %s, %s::jsonb, now()) ON CONFLICT (business_id) DO UPDATE "
+        "SET plan = excluded.plan, limits = excluded.limits, changed_at = excluded.changed_at",
+        (business_id, plan, json.dumps(PLAN_LIMITS[plan])),
+    )
+
+
+async def eventually(check: Callable[[], bool], timeout_s: float = 30.0, what: str = "condition") -> None:
+    """Waits for a state the service reaches on its own (a consumed event); fails if it never does."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout_s}s")
+        await asyncio.sleep(0.05)

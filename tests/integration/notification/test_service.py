@@ -10,14 +10,16 @@ import grpc
 from apptremind_gen.apptremind.common.v1 import Channel, PageRequest
 from apptremind_gen.apptremind.notification import v1 as pb
 from tests.integration.notification.conftest import Notification
-from tests.integration.notification.support import expect_error, job_of, reminder
+from tests.integration.notification.support import entitle, expect_error, job_of, reminder
 
 REMINDER, CONFIRMATION = pb.TemplateKind.REMINDER, pb.TemplateKind.CONFIRMATION
 EMAIL, SMS = Channel.EMAIL, Channel.SMS
 
 
 def tenant(h: Notification, role: str = "owner") -> tuple[str, list[tuple[str, str]]]:
+    """A business on the pro plan (it may write templates; plans themselves: test_entitlements.py)."""
     business_id = str(uuid.uuid4())
+    entitle(h.db, business_id, "pro")
     return business_id, h.metadata(str(uuid.uuid4()), {business_id: role})
 
 

@@ -10,12 +10,12 @@ from typing import Annotated
 import strawberry
 
 from apptremind_gen.apptremind.booking import v1 as booking
-from apptremind_gen.apptremind.business import v1 as business
 from apptremind_gen.apptremind.common.v1 import Money as Money_
 
 from .context import EdgeContext
-from .errors import BAD_USER_INPUT, edge_error
+from .errors import BAD_USER_INPUT, NOT_FOUND, edge_error
 from .types import PageInfo
+from .wire import decode_availability
 
 Info = strawberry.Info[EdgeContext, None]
 IDEMPOTENCY_KEY_HEADER = "idempotency-key"
@@ -150,15 +150,13 @@ class BookAppointmentInput:
     customer: CustomerInput
 
 
-async def business_id_for(info: Info, slug: str) -> str:
-    response = await info.context.call(
-        "business",
-        "GetBusinessBySlug",
-        business.GetBusinessBySlugRequest(slug=slug.strip().lower()),
-        business.GetBusinessBySlugResponse,
-    )
-    assert response.business is not None
-    return str(response.business.business_id)
+def public_slug(slug: str) -> str:
+    """The slug as services match it (trimmed, lower case). Empty is unknown, answered here as
+    booking-service answers any unknown slug; unset, it would read as "no slug given"."""
+    normalized = slug.strip().lower()
+    if not normalized:
+        raise edge_error("no such business", NOT_FOUND, reason="business_not_found")
+    return normalized
 
 
 def idempotency_key(info: Info) -> str:
@@ -186,28 +184,24 @@ class BookingQuery:
         staff_id: strawberry.ID | None = None,
     ) -> list[Slot]:
         info.context.limits.public_per_ip.check(info.context.client_ip, "availability")
-        business_id = await business_id_for(info, business_slug)
-        response = await info.context.call(
+        slug = public_slug(business_slug)
+        # booking-service resolves the slug from its read model: one service call, not two.
+        slots = await info.context.call_decoded(
             "booking",
             "GetAvailability",
             booking.GetAvailabilityRequest(
-                business_id=business_id,
+                business_slug=slug,
                 service_id=service_id,
                 staff_id=staff_id or "",
                 from_time=from_,
                 to_time=to,
                 time_zone=time_zone,
             ),
-            booking.GetAvailabilityResponse,
+            decode_availability,
         )
         return [
-            Slot(
-                start_time=s.start_time,
-                end_time=s.end_time,
-                staff_id=strawberry.ID(s.staff_id),
-                local_start=s.local_start,
-            )
-            for s in response.slots
+            Slot(start_time=start, end_time=end, staff_id=strawberry.ID(staff), local_start=local)
+            for start, end, staff, local in slots
         ]
 
     @strawberry.field
@@ -261,14 +255,16 @@ class BookingMutation:
     async def book_appointment(self, info: Info, input: BookAppointmentInput) -> BookingPayload:
         key = idempotency_key(info)
         info.context.limits.public_per_ip.check(info.context.client_ip, "booking")
-        business_id = await business_id_for(info, input.business_slug)
-        info.context.limits.bookings_per_business.check(business_id, "booking")
+        # Slugs are unique and never change, so the slug names the business for the per-business limit
+        # as well as its id would, and the limit still applies before any service is called.
+        slug = public_slug(input.business_slug)
+        info.context.limits.bookings_per_business.check(slug, "booking")
         c = input.customer
         response = await info.context.call(
             "booking",
             "BookAppointment",
             booking.BookAppointmentRequest(
-                business_id=business_id,
+                business_slug=slug,
                 service_id=input.service_id,
                 staff_id=input.staff_id or "",
                 start_time=input.start_time,

@@ -73,6 +73,8 @@ class EdgeSettings(BaseSettings):
     # Public booking pages: availability and bookings per client IP, and bookings per business.
     edge_public_per_ip_per_minute: int = Field(default=120, gt=0)
     edge_bookings_per_business_per_minute: int = Field(default=600, gt=0)
+    # Seconds a public availability answer is reused for identical requests (docs/adr/0015); 0 turns it off.
+    edge_availability_cache_ttl_s: float = Field(default=1.0, ge=0)
     # The in-browser IDE is a development aid, off unless asked for.
     edge_graphiql: bool = False
     # SMS provider webhooks: the provider account's auth token (Twilio signs callbacks with it; empty refuses

@@ -6,7 +6,9 @@ free slots per answer). Every component runs as its own process, as deployed: th
 (uvicorn), auth, business and booking (`python -m apptremind_<service>.bootstrap`), one outbox relay per
 database; this process only generates load and measures, so neither distorts the other's event loop. A
 second booking process on the same database with its availability cache turned off gives the engine's
-uncached latency next to the cached one.
+uncached latency next to the cached one, and a second edge with the availability micro-cache on (ADR 0015)
+gives the GraphQL number with it next to the one without. CPU time per request of every process is read
+from /proc, since req/s and p99 move with whatever else runs on the machine.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
@@ -62,11 +65,25 @@ class BookingResult:
     service_uncached_p50_ms: float
     service_uncached_p99_ms: float
     service_uncached_queries: int
+    # Through GraphQL with the edge's availability micro-cache off: every request runs the operation and
+    # calls booking-service.
     graphql_rps: float
     graphql_p50_ms: float
     graphql_p99_ms: float
     graphql_requests: int
     graphql_concurrency: int
+    # The same load at a second edge process with the micro-cache on (ADR 0015): answers up to
+    # `graphql_cache_ttl_s` old; `graphql_cached_hits` of the requests were answered from it.
+    graphql_cached_rps: float
+    graphql_cached_p50_ms: float
+    graphql_cached_p99_ms: float
+    graphql_cached_hits: int
+    graphql_cached_requests: int
+    graphql_cache_ttl_s: float
+    # CPU milliseconds per request of each process during the two GraphQL loads (from /proc, so the number
+    # holds even when other work shares the machine; "load generator" is this process; Postgres not counted).
+    graphql_cpu_ms: dict[str, float]
+    graphql_cached_cpu_ms: dict[str, float]
     race_winners: int
     race_slot_taken: int
     race_total_ms: float
@@ -91,6 +108,7 @@ class Processes:
     def __init__(self, log_dir: Path) -> None:
         self._log_dir = log_dir
         self._children: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+        self.pids: dict[str, int] = {}
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log = (self._log_dir / f"{name}.log").open("wb")
@@ -98,6 +116,16 @@ class Processes:
             [sys.executable, *args], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         self._children.append((child, log))
+        self.pids[name] = child.pid
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """User + system CPU time of every child so far, and of this process ("load generator")."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out = {"load generator": time.process_time()}
+        for name, pid in self.pids.items():
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        return out
 
     def stop(self) -> None:
         for child, _ in reversed(self._children):
@@ -124,6 +152,12 @@ def start_service(
     if relay:
         processes.start(f"{name}-relay", ["-m", "apptremind_platform.relay_cli"], env)
     processes.start(name, ["-m", MODULES[settings.service_name]], env)
+
+
+def per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """CPU milliseconds per request of each process that did any work in between."""
+    spent = {name: (after[name] - before[name]) * 1000 / requests for name in before}
+    return {name: round(ms, 3) for name, ms in spent.items() if ms >= 0.005}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -217,31 +251,63 @@ async def service_latencies(
     return timings, slots
 
 
+@dataclass(frozen=True)
+class Load:
+    timings_ms: list[float]
+    seconds: float
+    # Answers the edge marked as reused from its micro-cache (`Cache-Status: ...; hit`).
+    cache_hits: int
+
+
 async def graphql_load(
-    url: str, body: dict[str, Any], *, concurrency: int, total: int
-) -> tuple[list[float], float]:
-    """`total` POSTs by `concurrency` keep-alive connections: (milliseconds each, seconds overall).
+    url: str, body: dict[str, Any], *, concurrency: int, total: int = 0, seconds: float = 0.0
+) -> Load:
+    """`total` POSTs (or as many as fit in `seconds`) by `concurrency` keep-alive connections.
 
     aiohttp rather than httpx: its client costs far less CPU per request, and on two cores every
     microsecond the load generator spends is taken from the system under test.
     """
     timings: list[float] = []
-    queue = iter(range(total))
+    hits = 0
+    queue = iter(range(total)) if total else itertools.count()
+    deadline = time.perf_counter() + seconds
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
         async def worker() -> None:
+            nonlocal hits
             for _ in queue:
                 t = time.perf_counter()
                 async with session.post(url, json=body) as response:
                     payload = await response.json()
+                    hits += response.headers.get("cache-status", "").endswith("; hit")
                 if payload.get("errors") or not payload["data"]["availability"]:
                     raise RuntimeError(payload.get("errors"))
                 timings.append((time.perf_counter() - t) * 1000)
+                if seconds and time.perf_counter() >= deadline:
+                    return
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return timings, time.perf_counter() - t0
+        return Load(timings, time.perf_counter() - t0, hits)
+
+
+def start_edge(
+    processes: Processes, name: str, port: int, targets: dict[str, int], cache_ttl_s: float
+) -> None:
+    processes.start(
+        name,
+        ["-m", "apptremind_edge.app"],
+        {
+            **os.environ,
+            "APPTREMIND_EDGE_PORT": str(port),
+            "APPTREMIND_SERVICE_TARGETS": ",".join(f"{n}=127.0.0.1:{p}" for n, p in targets.items()),
+            "APPTREMIND_EDGE_PUBLIC_PER_IP_PER_MINUTE": "10000000",
+            "APPTREMIND_EDGE_BOOKINGS_PER_BUSINESS_PER_MINUTE": "10000000",
+            "APPTREMIND_EDGE_AVAILABILITY_CACHE_TTL_S": str(cache_ttl_s),
+            "APPTREMIND_LOG_LEVEL": "warning",
+        },
+    )
 
 
 async def run_booking(postgres: PostgresServer, kafka: KafkaBroker, log_dir: Path) -> BookingResult:
@@ -249,7 +315,10 @@ async def run_booking(postgres: PostgresServer, kafka: KafkaBroker, log_dir: Pat
     dbs = {n: database_for(postgres, SPECS[n]) for n in names}
     ports = {n: free_port() for n in names}
     uncached_port = free_port()
-    edge_port = free_port()
+    # Two edges in front of the same services: micro-cache off (setup, the race and the plain GraphQL
+    # number) and on (ADR 0015), so both numbers come from one run.
+    edge_port, cached_edge_port = free_port(), free_port()
+    cache_ttl_s = 1.0
     processes = Processes(log_dir)
     with ExitStack() as stack:
         stack.callback(processes.stop)
@@ -272,19 +341,9 @@ async def run_booking(postgres: PostgresServer, kafka: KafkaBroker, log_dir: Pat
                 # check would need billing-service running too.
                 extra={"APPTREMIND_BILLING_SEAT_CHECK": "false"} if n == "business" else None,
             )
-        processes.start(
-            "edge",
-            ["-m", "apptremind_edge.app"],
-            {
-                **os.environ,
-                "APPTREMIND_EDGE_PORT": str(edge_port),
-                "APPTREMIND_SERVICE_TARGETS": ",".join(f"{n}=127.0.0.1:{p}" for n, p in ports.items()),
-                "APPTREMIND_EDGE_PUBLIC_PER_IP_PER_MINUTE": "10000000",
-                "APPTREMIND_EDGE_BOOKINGS_PER_BUSINESS_PER_MINUTE": "10000000",
-                "APPTREMIND_LOG_LEVEL": "warning",
-            },
-        )
-        for port in (*ports.values(), edge_port):
+        start_edge(processes, "edge", edge_port, ports, 0.0)
+        start_edge(processes, "edge-cached", cached_edge_port, ports, cache_ttl_s)
+        for port in (*ports.values(), edge_port, cached_edge_port):
             wait_for_port("127.0.0.1", port, 120)
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
         async with httpx.AsyncClient(
@@ -351,12 +410,24 @@ async def run_booking(postgres: PostgresServer, kafka: KafkaBroker, log_dir: Pat
             service_ms, slots = await service_latencies(ports["booking"], request, 300)
             assert slots == uncached_slots, "the cached and the uncached process disagree"
 
-            # The same query through GraphQL over HTTP, concurrency 32, after a short warm-up.
+            # The same query through GraphQL over HTTP, concurrency 32, after a short warm-up: at the edge
+            # without the micro-cache, then at the one with it.
             concurrency, total = 32, 3000
             body = {"query": AVAILABILITY, "variables": {"from": frm, "to": to, "s": service}}
             url = f"http://127.0.0.1:{edge_port}/graphql"
             await graphql_load(url, body, concurrency=concurrency, total=300)
-            graphql_ms, graphql_s = await graphql_load(url, body, concurrency=concurrency, total=total)
+            cpu0 = processes.cpu_seconds()
+            plain = await graphql_load(url, body, concurrency=concurrency, total=total)
+            cpu1 = processes.cpu_seconds()
+            assert plain.cache_hits == 0, "the edge with the micro-cache off answered from it"
+            # Timed, so the cached answer expires several times during the run whatever the rate (the
+            # misses after each expiry are part of the result).
+            cached_url = f"http://127.0.0.1:{cached_edge_port}/graphql"
+            await graphql_load(cached_url, body, concurrency=concurrency, total=300)
+            cpu1 = processes.cpu_seconds()
+            cached = await graphql_load(cached_url, body, concurrency=concurrency, seconds=8 * cache_ttl_s)
+            cpu2 = processes.cpu_seconds()
+            cached_total = len(cached.timings_ms)
 
             # The 200-way race for one free slot.
             race_start = (day0 + dt.timedelta(days=13, hours=23)).isoformat()
@@ -393,11 +464,19 @@ async def run_booking(postgres: PostgresServer, kafka: KafkaBroker, log_dir: Pat
         service_uncached_p50_ms=statistics.median(uncached_ms),
         service_uncached_p99_ms=pct(uncached_ms, 0.99),
         service_uncached_queries=len(uncached_ms),
-        graphql_rps=total / graphql_s,
-        graphql_p50_ms=statistics.median(graphql_ms),
-        graphql_p99_ms=pct(graphql_ms, 0.99),
+        graphql_rps=total / plain.seconds,
+        graphql_p50_ms=statistics.median(plain.timings_ms),
+        graphql_p99_ms=pct(plain.timings_ms, 0.99),
         graphql_requests=total,
         graphql_concurrency=concurrency,
+        graphql_cached_rps=cached_total / cached.seconds,
+        graphql_cached_p50_ms=statistics.median(cached.timings_ms),
+        graphql_cached_p99_ms=pct(cached.timings_ms, 0.99),
+        graphql_cached_hits=cached.cache_hits,
+        graphql_cached_requests=cached_total,
+        graphql_cache_ttl_s=cache_ttl_s,
+        graphql_cpu_ms=per_request(cpu0, cpu1, total),
+        graphql_cached_cpu_ms=per_request(cpu1, cpu2, cached_total),
         race_winners=outcomes.count("won"),
         race_slot_taken=outcomes.count("slot_taken"),
         race_total_ms=race_total,

@@ -151,7 +151,7 @@ async def test_replays_and_self_service(salon: Any) -> None:
 
 async def test_public_booking_is_rate_limited_per_ip(postgres: PostgresServer, kafka: KafkaBroker) -> None:
     async with platform_running(
-        postgres, kafka, services=("auth", "business"), edge_public_per_ip_per_minute=3
+        postgres, kafka, services=("auth", "business", "booking"), edge_public_per_ip_per_minute=3
     ) as platform:
         query = 'query { availability(businessSlug: "nobody", serviceId: "x", from: "2027-01-01T00:00:00Z", to: "2027-01-02T00:00:00Z", timeZone: "UTC") { localStart } }'
         codes = [(await platform.gql(query))["errors"][0]["extensions"]["code"] for _ in range(4)]

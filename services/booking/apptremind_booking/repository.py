@@ -106,6 +106,22 @@ async def generation(conn: Conn, business_id: uuid.UUID) -> int:
     return int(row[0]) if row else 0
 
 
+async def business_by_slug(conn: Conn, slug: str) -> tuple[uuid.UUID, int] | None:
+    """The business with this public slug and its availability generation (0 before its first write).
+
+    The one query not scoped by business_id: it is how a public request finds its business. Slugs are
+    unique and never change at business-service, so the read model holds at most one row per slug. One
+    round trip, since the cached availability path needs both.
+    """
+    cur = await conn.execute(
+        "SELECT b.business_id, coalesce(g.generation, 0) FROM business b "
+        "LEFT JOIN availability_generation g ON g.business_id = b.business_id WHERE b.slug = %s",
+        (slug,),
+    )
+    row = await cur.fetchone()
+    return (row[0], int(row[1])) if row else None
+
+
 # --- read model -------------------------------------------------------------------------------------------
 
 

@@ -85,6 +85,22 @@ def parse_id(value: str, what: str) -> uuid.UUID:
         raise InvalidArgument(f"invalid_{what}", f"{what} must be a UUID") from None
 
 
+async def _business(conn: Conn, business_id: str, business_slug: str) -> tuple[uuid.UUID, int | None]:
+    """The business a public request names, by id or by slug, and, for a slug, its availability
+    generation (read in the same query; None for an id, whose generation is read separately)."""
+    if not business_slug:
+        return parse_id(business_id, "business_id"), None
+    if business_id:
+        raise InvalidArgument("business_id_and_slug", "give business_id or business_slug, not both")
+    # Normalised as business-service normalises slugs, so the lookup matches what it would find.
+    slug = business_slug.strip().lower()
+    found = await repository.business_by_slug(conn, slug) if slug else None
+    if found is None:
+        # The answer the edge gave when it asked business-service for an unknown slug.
+        raise NotFound("business_not_found", "no such business")
+    return found
+
+
 def _optional_id(value: str, what: str) -> uuid.UUID | None:
     return parse_id(value, what) if value else None
 
@@ -202,14 +218,16 @@ async def get_availability(
     time_zone: str,
     now: dt.datetime,
     cache: AvailabilityCache | None = None,
+    business_slug: str = "",
 ) -> list[tuple[Slot, str]]:
-    """Bookable slots with their local_start label in the customer's zone.
+    """Bookable slots with their local_start label in the customer's zone; the business by id or slug.
 
     With a cache the answer is the same as without (see `availability_cache`): the generation is read
     before anything else, so whatever is computed afterwards is at least as new as the generation it is
     stored under.
     """
-    bid, sid = parse_id(business_id, "business_id"), parse_id(service_id, "service_id")
+    bid, read_generation = await _business(conn, business_id, business_slug)
+    sid = parse_id(service_id, "service_id")
     staff = _optional_id(staff_id, "staff_id")
     zone = common.time_zone(time_zone)
     range_start, range_end = _instant(start, "from_time"), _instant(end, "to_time")
@@ -221,7 +239,7 @@ async def get_availability(
         return [(slot, local_label(slot, zone)) for slot in slots]
 
     key = Key(bid, sid, staff, range_start, range_end, zone)
-    generation = await repository.generation(conn, bid)
+    generation = read_generation if read_generation is not None else await repository.generation(conn, bid)
     entry = cache.get(key)
     if entry is not None:
         if entry.generation == generation and entry.first_day == _first_day(
@@ -307,10 +325,13 @@ async def book(
     now: dt.datetime,
     secret: str,
     hold_ttl: dt.timedelta | None = None,
+    business_slug: str = "",
 ) -> Booked:
     """Books the slot; for a service with a deposit, holds it for `hold_ttl` instead (the paid booking saga,
-    see deposits.py). Without a `hold_ttl` (no payments configured) such a service cannot be booked."""
-    bid, sid = parse_id(business_id, "business_id"), parse_id(service_id, "service_id")
+    see deposits.py). Without a `hold_ttl` (no payments configured) such a service cannot be booked. The
+    business is named by id or by slug."""
+    bid, _ = await _business(conn, business_id, business_slug)
+    sid = parse_id(service_id, "service_id")
     staff = _optional_id(staff_id, "staff_id")
     start_time = _instant(start, "start_time")
     key = idempotency_key.strip()

@@ -9,6 +9,7 @@ once, never Faust's exactly_once, ADR 0005):
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 import faust
@@ -16,12 +17,22 @@ import faust
 from apptremind_notification import consumers
 from apptremind_platform.faust_support import incoming, raw_topic
 
-from .batching import process_by_key
+from .batching import process_all, process_by_key
 from .pipeline import Shared
 from .settings import StreamsSettings
 
 settings = StreamsSettings()
 shared = Shared(settings)
+
+
+class QuietWorker(faust.Worker):
+    """Faust's worker without its terminal progress spinner. At log level warning and above Faust keeps the
+    spinner and sets the root logger to DEBUG so that it spins on every record; every debug call in aiokafka
+    and mode then builds a LogRecord (measured: about 3% of the worker's CPU under load)."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+
 
 app = faust.App(
     settings.streams_app_id,
@@ -32,6 +43,7 @@ app = faust.App(
     # Topics are created from the platform's registry (apptremind_streams.worker), never by Faust.
     topic_allow_declare=False,
     topic_disable_leader=True,
+    Worker=QuietWorker,
 )
 
 due_topic = raw_topic(app, consumers.DUE_TOPIC)
@@ -56,8 +68,8 @@ async def send_confirmations(stream: Any) -> None:
 @app.agent(status_topic)
 async def count_statuses(stream: Any) -> None:
     pipeline = await shared.get()
-    async for event in stream.events():
-        await pipeline.status.process(incoming(event))
+    async for batch in stream.take_events(settings.streams_batch_size, within=settings.streams_batch_wait_s):
+        await process_all(pipeline.status, batch)
 
 
 async def _close(sender: Any, *_: Any, **__: Any) -> None:

@@ -1,7 +1,11 @@
 """Many events at once without giving up at-least-once: a batch from `stream.take_events` is handled
-concurrently, one chain per Kafka key, and Faust acknowledges the batch only after every event in it has
-been handled (processed, a duplicate, or dead-lettered). Events of one key (one appointment) stay in order
-and never run side by side, so two copies of a message cannot both reach the provider.
+concurrently, and Faust acknowledges the batch only after every event in it has been handled (processed, a
+duplicate, or dead-lettered). Running them concurrently is also what lets their transactions share commits
+(the pipeline's GroupCommit).
+
+`process_by_key` keeps one chain per Kafka key: events of one key (one appointment) stay in order and never
+run side by side, so two copies of a message cannot both reach the provider. `process_all` runs every event
+at once, for handlers whose effects commute (counters) and whose inbox claim alone dedupes.
 
 Agent-level `concurrency=` is not used: Faust then acknowledges events out of order and has committed past
 an unhandled one (faust-streaming #312).
@@ -28,3 +32,7 @@ async def process_by_key(processor: MessageProcessor, events: Sequence[Any]) -> 
             await processor.process(incoming(event))
 
     await asyncio.gather(*(run(chain) for chain in chains.values()))
+
+
+async def process_all(processor: MessageProcessor, events: Sequence[Any]) -> None:
+    await asyncio.gather(*(processor.process(incoming(event)) for event in events))

@@ -1,5 +1,6 @@
 """What the agents share, built once per worker inside its event loop: the notification database pool,
-the providers, the booking client and the three MessageProcessors."""
+one group commit for every transaction the agents make, the providers, the booking client and the three
+MessageProcessors."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from apptremind_notification.booking_client import GrpcBooking
 from apptremind_notification.channels.base import Provider
 from apptremind_notification.channels.settings import ChannelSettings, build_providers
 from apptremind_notification.dispatch import Dispatcher
+from apptremind_notification.group_commit import GroupCommit
 from apptremind_platform.clock import SystemClock
 from apptremind_platform.db import open_pool
 from apptremind_platform.grpc_bridge import open_channel
@@ -40,6 +42,8 @@ async def build(settings: StreamsSettings) -> Pipeline:
     pool = await open_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max, name="streams")
     providers = build_providers(ChannelSettings())
     booking = GrpcBooking(open_channel(settings.booking_target), settings.booking_timeout_s)
+    # The messages in flight (a batch of due reminders, of status events) share their commits.
+    group = GroupCommit(pool, max_inflight=settings.streams_commit_groups)
     dispatcher = Dispatcher(
         pool,
         providers,
@@ -47,14 +51,15 @@ async def build(settings: StreamsSettings) -> Pipeline:
         SystemClock(),
         late_after=dt.timedelta(seconds=settings.late_after_s),
         provider_policies=settings.provider_policies,
+        transact=group,
     )
     policy = settings.dispatch_policy
     return Pipeline(
         pool=pool,
         providers=providers,
-        dispatch=consumers.dispatch_processor(pool, dispatcher, policy),
-        confirmations=consumers.confirmation_processor(pool, dispatcher, policy),
-        status=consumers.status_processor(pool),
+        dispatch=consumers.dispatch_processor(pool, dispatcher, policy, group),
+        confirmations=consumers.confirmation_processor(pool, dispatcher, policy, group),
+        status=consumers.status_processor(pool, group),
     )
 
 

@@ -18,11 +18,14 @@ class StreamsSettings(NotificationSettings):
     # Faust keeps table state here; the agents use no tables, so a temporary directory is enough.
     streams_data_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "apptremind-streams")
     streams_log_level: str = "info"
-    # Due reminders are handled in batches of up to this many at once (one chain per appointment), waiting
-    # at most streams_batch_wait_s to fill one. The database pool must allow as many connections.
+    # Due reminders (and status events) are handled in batches of up to this many at once (one chain per
+    # appointment), waiting at most streams_batch_wait_s to fill one.
     streams_batch_size: int = Field(default=32, ge=1)
     streams_batch_wait_s: float = Field(default=0.02, gt=0)
-    db_pool_max: int = 40
+    # The agents' transactions go through one group commit, one transaction at a time by default (see
+    # group_commit.py on deadlocks); each in flight holds a connection, and dead-lettering needs a few more.
+    streams_commit_groups: int = Field(default=1, ge=1)
+    db_pool_max: int = 8
     # Where a consumer group without committed offsets starts.
     streams_offset_reset: str = "earliest"
 

@@ -12,9 +12,11 @@ import argparse
 import asyncio
 import collections
 import datetime as dt
+import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +49,45 @@ class PipelineResult:
     p99_ms: float
     max_ms: float
     drained_s: float
+    # Reminders at the sinks per second, from the first due time to the last arrival: the rate the
+    # pipeline sustained (below the offered rate when it fell behind).
+    throughput_per_s: float = float("nan")
+    # Where the lateness comes from: the scheduler's (due event acknowledged by Kafka - due time) and the
+    # worker's queue (delivery row claimed - due time); p50/p99 in ms.
+    scheduler_p50_ms: float = float("nan")
+    scheduler_p99_ms: float = float("nan")
+    claimed_p50_ms: float = float("nan")
+    claimed_p99_ms: float = float("nan")
+    # CPU time of the streams worker process(es) per delivered reminder: what the pipeline's own code
+    # costs, which other load on the machine changes far less than it changes lateness.
+    worker_cpu_ms: float = float("nan")
+    # The same for this process: the harness (relays, scheduler-service, booking's stand-in, both sinks).
+    harness_cpu_ms: float = float("nan")
 
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        # Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def stage_ms(rows: Iterable[Sequence[object]]) -> list[float]:
+    """Milliseconds from the first timestamp of each row to its second."""
+    out = []
+    for start, end in rows:
+        assert isinstance(start, dt.datetime) and isinstance(end, dt.datetime)
+        out.append((end - start).total_seconds() * 1000)
+    return out
 
 
 async def run_pipeline(
@@ -61,13 +97,17 @@ async def run_pipeline(
     rate: int = 500,
     seconds: int = 60,
     grace_s: float = 300.0,
+    workers: int = 1,
 ) -> PipelineResult:
     async with AsyncExitStack() as stack:
         sink = stack.enter_context(SmtpSink(keep_messages=True))
         sms = SmsServer(port=free_port())
         sms.start()
         stack.callback(sms.stop)
-        pipeline = await running_pipeline(stack, postgres, kafka, sink, work, sms=sms)
+        pipeline = await running_pipeline(stack, postgres, kafka, sink, work, sms=sms, workers=workers)
+        worker_pids = [p.pid for p in (pipeline.worker.process, *pipeline.worker.siblings)]
+        cpu_before = cpu_seconds(worker_pids)
+        harness_before = sum(os.times()[:2])
         total = rate * seconds
         lead_s = LEAD_S + total / WRITE_PER_S
         first = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lead_s)
@@ -84,6 +124,8 @@ async def run_pipeline(
                 break
             await asyncio.sleep(0.5)
         await asyncio.sleep(3)  # late duplicates, if any
+        worker_cpu_s = cpu_seconds(worker_pids) - cpu_before
+        harness_cpu_s = sum(os.times()[:2]) - harness_before
         drained = (dt.datetime.now(dt.UTC) - last_due).total_seconds()
 
         arrivals: list[tuple[str, dt.datetime]] = [
@@ -94,6 +136,15 @@ async def run_pipeline(
         for r, at in sorted(arrivals, key=lambda a: a[1]):
             first_arrival.setdefault(r, at)
         lateness = [(at - due_of[r]).total_seconds() * 1000 for r, at in first_arrival.items() if r in due_of]
+        span_s = (max(first_arrival.values()) - due[0]).total_seconds() if first_arrival else 0.0
+        published = stage_ms(
+            pipeline.scheduler_db.execute("SELECT due_at, updated_at FROM job WHERE state = 'completed'")
+        )
+        claimed = stage_ms(
+            (due_of[str(r)], at)
+            for r, at in pipeline.notification_db.execute("SELECT recipient, created_at FROM delivery")
+            if str(r) in due_of
+        )
         return PipelineResult(
             rate=rate,
             seconds=seconds,
@@ -106,6 +157,13 @@ async def run_pipeline(
             p99_ms=pct(lateness, 0.99) if lateness else float("nan"),
             max_ms=max(lateness) if lateness else float("nan"),
             drained_s=drained,
+            throughput_per_s=len(first_arrival) / span_s if span_s > 0 else float("nan"),
+            scheduler_p50_ms=pct(published, 0.50) if published else float("nan"),
+            scheduler_p99_ms=pct(published, 0.99) if published else float("nan"),
+            claimed_p50_ms=pct(claimed, 0.50) if claimed else float("nan"),
+            claimed_p99_ms=pct(claimed, 0.99) if claimed else float("nan"),
+            worker_cpu_ms=worker_cpu_s * 1000 / max(1, len(first_arrival)),
+            harness_cpu_ms=harness_cpu_s * 1000 / max(1, len(first_arrival)),
         )
 
 
@@ -113,6 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--workers", type=int, default=1, help="streams worker processes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="apptremind-pipeline-bench-"))
     pg = PostgresServer(work / "pg", port=free_port(), durable=True)
@@ -121,7 +180,7 @@ def main() -> None:
         pg.start()
         kafka.start()
         ensure_topics(kafka.bootstrap_servers)
-        print(asyncio.run(run_pipeline(pg, kafka, work, args.rate, args.seconds)))
+        print(asyncio.run(run_pipeline(pg, kafka, work, args.rate, args.seconds, workers=args.workers)))
     finally:
         kafka.stop()
         pg.stop()

@@ -4,7 +4,10 @@
 - booking.appointment.booked.v1 / rescheduled.v1 -> a confirmation e-mail with invite.ics
 - notification.sent.v1 / notification.failed.v1 -> the per-business, per-day delivery counters
 
-Dispatch is a SideEffect: the provider call happens outside the inbox transaction (see dispatch.py).
+Dispatch is a SideEffect: the provider call happens outside the inbox transaction (see dispatch.py). Its
+delivery row, keyed by the idempotency key, already dedupes redeliveries, so the inbox is not read before
+dispatching; the inbox claim after it still marks a redelivered message DUPLICATE. Given a `transact` (the
+streams worker's GroupCommit), the claims share their commits with the dispatcher's other writes.
 """
 
 from __future__ import annotations
@@ -18,7 +21,13 @@ from apptremind_gen.apptremind.events.notification import v1 as notification_eve
 from apptremind_gen.apptremind.events.scheduler import v1 as scheduler_events
 from apptremind_platform.db import Conn
 from apptremind_platform.envelope import Decoded
-from apptremind_platform.processing import MessageProcessor, PermanentError, RetryPolicy, SideEffect
+from apptremind_platform.processing import (
+    MessageProcessor,
+    PermanentError,
+    RetryPolicy,
+    SideEffect,
+    Transactor,
+)
 
 from . import repository
 from .dispatch import CHANNEL_FROM_PB, FAILED_TOPIC, SENT_TOPIC, Dispatcher, Job
@@ -102,31 +111,43 @@ def confirmation_job(decoded: Decoded) -> Job | None:
 
 
 def dispatch_processor(
-    pool: AsyncConnectionPool, dispatcher: Dispatcher, policy: RetryPolicy | None = None
+    pool: AsyncConnectionPool,
+    dispatcher: Dispatcher,
+    policy: RetryPolicy | None = None,
+    transact: Transactor | None = None,
 ) -> MessageProcessor:
     async def run(decoded: Decoded) -> None:
         await dispatcher.dispatch(reminder_job(decoded))
 
     return MessageProcessor(
-        DISPATCH_CONSUMER, SOURCE, pool, {DUE_TOPIC: SideEffect(run)}, policy=policy or RetryPolicy()
+        DISPATCH_CONSUMER,
+        SOURCE,
+        pool,
+        {DUE_TOPIC: SideEffect(run, checks_inbox=False)},
+        policy=policy or RetryPolicy(),
+        transact=transact,
     )
 
 
 def confirmation_processor(
-    pool: AsyncConnectionPool, dispatcher: Dispatcher, policy: RetryPolicy | None = None
+    pool: AsyncConnectionPool,
+    dispatcher: Dispatcher,
+    policy: RetryPolicy | None = None,
+    transact: Transactor | None = None,
 ) -> MessageProcessor:
     async def run(decoded: Decoded) -> None:
         job = confirmation_job(decoded)
         if job is not None:
             await dispatcher.dispatch(job)
 
-    effect = SideEffect(run)
+    effect = SideEffect(run, checks_inbox=False)
     return MessageProcessor(
         CONFIRMATION_CONSUMER,
         SOURCE,
         pool,
         {BOOKED_TOPIC: effect, RESCHEDULED_TOPIC: effect},
         policy=policy or RetryPolicy(),
+        transact=transact,
     )
 
 
@@ -147,7 +168,11 @@ async def _count_status(conn: Conn, decoded: Decoded) -> None:
     await repository.count(conn, _uuid(event.business_id, "business_id"), day, channel, outcome)
 
 
-def status_processor(pool: AsyncConnectionPool) -> MessageProcessor:
+def status_processor(pool: AsyncConnectionPool, transact: Transactor | None = None) -> MessageProcessor:
     return MessageProcessor(
-        STATUS_CONSUMER, SOURCE, pool, {SENT_TOPIC: _count_status, FAILED_TOPIC: _count_status}
+        STATUS_CONSUMER,
+        SOURCE,
+        pool,
+        {SENT_TOPIC: _count_status, FAILED_TOPIC: _count_status},
+        transact=transact,
     )

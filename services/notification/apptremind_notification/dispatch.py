@@ -1,17 +1,22 @@
 """The dispatch pipeline: one reminder or confirmation from "due" to "sent" (or skipped, or failed).
 
 Per message: (a) claim the delivery row by its idempotency key (already sent, skipped or failed: nothing to
-do); (b) reminders ask booking-service whether they are still current, so a cancel or reschedule racing
-the due event wins; (c) opt-outs; (d) too late (the appointment started) and, for late SMS, quiet hours;
-(e) render the business's template or the default, with invite.ics on e-mails; (f) send through the
-channel's provider; (g) record the outcome with its event in one transaction.
+do), reading the opt-outs and the business's template in the same transaction; (b) reminders ask
+booking-service whether they are still current, so a cancel or reschedule racing the due event wins;
+(c) opt-outs; (d) too late (the appointment started) and, for late SMS, quiet hours; (e) render the
+business's template or the default, with invite.ics on e-mails; (f) send through the channel's provider;
+(g) record the outcome with its event in one transaction.
 
-Sending cannot share a transaction with anything, so the row is committed as 'sending' first and 'sent'
-after the provider accepted. A crash in between leaves 'sending', and the redelivered message sends again:
-one duplicate per such crash, never a lost message; SMTP has no idempotency key a server would honour, so
-nothing better is possible (see the README).
+Sending cannot share a transaction with anything, so the claim commits the row as 'sending' first and
+'sent' is committed after the provider accepted. A crash in between leaves 'sending', and the redelivered
+message sends again: one duplicate per such crash, never a lost message; SMTP has no idempotency key a
+server would honour, so nothing better is possible (see the README).
 A retryable provider failure puts the row back to 'queued' and raises, so the MessageProcessor retries
 with backoff and finally dead-letters; a replayed DLQ message starts again at (a).
+
+The two transactions of a message, (a) and (g), go through a `GroupCommit` (in the streams worker the same
+one as the MessageProcessor's inbox claims): the messages of a batch in flight share their commits instead
+of paying one each.
 """
 
 from __future__ import annotations
@@ -29,15 +34,16 @@ from apptremind_gen.apptremind.common.v1 import Channel
 from apptremind_gen.apptremind.events.notification import v1 as notification_events
 from apptremind_platform import outbox
 from apptremind_platform.clock import Clock
-from apptremind_platform.db import Conn, unit_of_work
+from apptremind_platform.db import Conn
 from apptremind_platform.envelope import Event
 from apptremind_platform.logs import get_logger
-from apptremind_platform.processing import Retryable, RetryPolicy
+from apptremind_platform.processing import Retryable, RetryPolicy, Transactor
 
 from . import compose, repository
-from .booking_client import Booking, BookingRefused
+from .booking_client import Booking, BookingRefused, BookingUnavailable
 from .channels.base import OutgoingMessage, Provider, ProviderError
 from .channels.rendering import Rendered, TemplateError
+from .group_commit import GroupCommit
 from .metrics import DELIVERIES, PROVIDER_SECONDS
 
 log = get_logger(__name__)
@@ -68,6 +74,16 @@ class Job:
     data: Mapping[str, str]
     # When the reminder was meant to go out (reminders only).
     remind_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Claimed:
+    """What the claim transaction read: the row, and what the checks after booking's answer need from the
+    database (read there rather than in a transaction of their own)."""
+
+    row: repository.DeliveryRow
+    opted_out: bool = False
+    template: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,19 +125,24 @@ class Dispatcher:
         clock: Clock,
         late_after: dt.timedelta = dt.timedelta(minutes=5),
         provider_policies: Mapping[str, RetryPolicy] | None = None,
+        transact: Transactor | None = None,
     ) -> None:
-        self._pool = pool
         self._providers = providers
         self._booking = booking
         self._clock = clock
         self._late_after = late_after
         self._policies = dict(provider_policies or {})
+        # Every transaction of the pipeline; shared with the MessageProcessors' inbox claims when given.
+        self._transact: Transactor = transact or GroupCommit(pool)
 
     def provider(self, channel: str) -> Provider:
         return self._providers[channel]
 
     async def dispatch(self, job: Job) -> Outcome:
-        async with unit_of_work(self._pool) as conn:
+        provider = self._providers[job.channel]
+        locale = job.data.get("locale") or compose.FALLBACK_LOCALE
+
+        async def claim(conn: Conn) -> _Claimed:
             row = await repository.claim_delivery(
                 conn,
                 job.business_id,
@@ -131,7 +152,18 @@ class Dispatcher:
                 job.channel,
                 job.recipient,
                 job.data.get("manage_token", ""),
+                provider.name,
             )
+            if row.terminal:
+                return _Claimed(row)
+            return _Claimed(
+                row,
+                await repository.opted_out(conn, job.business_id, job.channel, job.recipient),
+                await compose.business_template(conn, job.business_id, job.kind, job.channel, locale),
+            )
+
+        claimed = await self._transact(claim, key=str(job.business_id))
+        row = claimed.row
         if row.terminal:
             DELIVERIES.labels(job.kind, job.channel, "duplicate").inc()
             return Outcome(row.status, row.delivery_id, row.skip_reason)
@@ -145,6 +177,10 @@ class Dispatcher:
                 return await self._fail(job, delivery_id, "", "the reminder carries no manage_token")
             try:
                 status = await self._booking.reminder_status(token, job.idempotency_key)
+            except BookingUnavailable as err:
+                # Nothing was sent: the row goes back to 'queued' while the message waits for its retry.
+                await self._requeue(job, delivery_id, "", str(err), attempted=False)
+                raise
             except BookingRefused as err:
                 if err.code in _CHANGED_CODES:
                     return await self._skip(job, delivery_id, "appointment_changed")
@@ -171,17 +207,11 @@ class Dispatcher:
             )
         ):
             return await self._skip(job, delivery_id, "quiet_hours")
+        if claimed.opted_out:
+            return await self._skip(job, delivery_id, "opted_out")
 
-        provider = self._providers[job.channel]
-        locale = job.data.get("locale") or compose.FALLBACK_LOCALE
-        # One transaction for everything read or written between the booking check and the send.
-        async with unit_of_work(self._pool) as conn:
-            if await repository.opted_out(conn, job.business_id, job.channel, job.recipient):
-                return await self._skip(job, delivery_id, "opted_out", conn)
-            own = await compose.business_template(conn, job.business_id, job.kind, job.channel, locale)
-            await repository.mark_sending(conn, job.business_id, delivery_id, provider.name)
         try:
-            rendered = self._render(job, start, end, locale, own)
+            rendered = self._render(job, start, end, locale, claimed.template)
         except TemplateError as err:
             return await self._fail(job, delivery_id, "", f"template_invalid: {err}")
         attachments = (
@@ -203,13 +233,13 @@ class Dispatcher:
                 result = await provider.send(message)
         except ProviderError as err:
             if not err.retryable:
-                return await self._fail(job, delivery_id, err.provider, err.reason)
-            async with unit_of_work(self._pool) as conn:
-                await repository.mark_retry(conn, job.business_id, delivery_id, err.provider, err.reason)
+                return await self._fail(job, delivery_id, err.provider, err.reason, attempted=True)
+            await self._requeue(job, delivery_id, err.provider, err.reason, attempted=True)
             DELIVERIES.labels(job.kind, job.channel, "retry").inc()
             raise RetryableSendError(str(err), self._policies.get(err.provider)) from err
         sent_at = self._clock.now()
-        async with unit_of_work(self._pool) as conn:
+
+        async def record_sent(conn: Conn) -> None:
             await repository.mark_sent(
                 conn, job.business_id, delivery_id, result.provider, result.provider_message_id, sent_at
             )
@@ -230,6 +260,8 @@ class Dispatcher:
                 ),
                 SOURCE,
             )
+
+        await self._transact(record_sent, key=str(job.business_id))
         DELIVERIES.labels(job.kind, job.channel, "sent").inc()
         log.info("delivery_sent", delivery_id=str(delivery_id), provider=result.provider, kind=job.kind)
         return Outcome("sent", delivery_id)
@@ -248,23 +280,29 @@ class Dispatcher:
         subject, body = compose.default_template(job.kind, job.channel, locale)
         return compose.render_with(subject, body, job.data, start, end, html=html)
 
-    async def _skip(self, job: Job, delivery_id: uuid.UUID, reason: str, conn: Conn | None = None) -> Outcome:
-        if conn is None:
-            async with unit_of_work(self._pool) as own:
-                await self._record_skip(own, job, delivery_id, reason)
-        else:
-            await self._record_skip(conn, job, delivery_id, reason)
+    async def _requeue(
+        self, job: Job, delivery_id: uuid.UUID, provider: str, error: str, *, attempted: bool
+    ) -> None:
+        async def record(conn: Conn) -> None:
+            await repository.mark_retry(conn, job.business_id, delivery_id, provider, error, attempted)
+
+        await self._transact(record, key=str(job.business_id))
+
+    async def _skip(self, job: Job, delivery_id: uuid.UUID, reason: str) -> Outcome:
+        async def record(conn: Conn) -> None:
+            await repository.mark_skipped(conn, job.business_id, delivery_id, reason)
+            await repository.count(conn, job.business_id, self._clock.now().date(), job.channel, "skipped")
+
+        await self._transact(record, key=str(job.business_id))
         DELIVERIES.labels(job.kind, job.channel, "skipped").inc()
         log.info("delivery_skipped", delivery_id=str(delivery_id), reason=reason, kind=job.kind)
         return Outcome("skipped", delivery_id, reason)
 
-    async def _record_skip(self, conn: Conn, job: Job, delivery_id: uuid.UUID, reason: str) -> None:
-        await repository.mark_skipped(conn, job.business_id, delivery_id, reason)
-        await repository.count(conn, job.business_id, self._clock.now().date(), job.channel, "skipped")
-
-    async def _fail(self, job: Job, delivery_id: uuid.UUID, provider: str, reason: str) -> Outcome:
-        async with unit_of_work(self._pool) as conn:
-            await repository.mark_failed(conn, job.business_id, delivery_id, provider, reason)
+    async def _fail(
+        self, job: Job, delivery_id: uuid.UUID, provider: str, reason: str, attempted: bool = False
+    ) -> Outcome:
+        async def record(conn: Conn) -> None:
+            await repository.mark_failed(conn, job.business_id, delivery_id, provider, reason, attempted)
             await outbox.add(
                 conn,
                 Event(
@@ -281,6 +319,8 @@ class Dispatcher:
                 ),
                 SOURCE,
             )
+
+        await self._transact(record, key=str(job.business_id))
         DELIVERIES.labels(job.kind, job.channel, "failed").inc()
         log.warning("delivery_failed", delivery_id=str(delivery_id), reason=reason, kind=job.kind)
         return Outcome("failed", delivery_id, reason)

@@ -150,32 +150,42 @@ async def claim_delivery(
     channel: str,
     recipient: str,
     manage_token: str,
+    provider: str,
 ) -> DeliveryRow:
-    """The delivery for this idempotency key, created as 'queued' the first time, locked for update."""
+    """The delivery for this idempotency key, created the first time, and moved to 'sending' through
+    `provider` unless it is already terminal (then it is returned untouched). One statement: the upsert
+    both creates and claims, and locks the row until the transaction ends."""
     async with conn.cursor(row_factory=class_row(DeliveryRow)) as cur:
         await cur.execute(
-            """INSERT INTO delivery (business_id, delivery_id, idempotency_key, appointment_id, kind, channel,
-                                     recipient, status, manage_token)
-               VALUES (%s, %s, %s, %s, %s, %s, %s, 'queued', %s)
-               ON CONFLICT (business_id, idempotency_key) DO NOTHING""",
-            (business_id, new_id(), idempotency_key, appointment_id, kind, channel, recipient, manage_token),
-        )
-        await cur.execute(
-            f"""SELECT {_DELIVERY_COLS} FROM delivery
-                WHERE business_id = %s AND idempotency_key = %s FOR UPDATE""",
-            (business_id, idempotency_key),
+            f"""INSERT INTO delivery (business_id, delivery_id, idempotency_key, appointment_id, kind, channel,
+                                      recipient, status, provider, manage_token)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, 'sending', %s, %s)
+                ON CONFLICT (business_id, idempotency_key) DO UPDATE
+                SET status = 'sending', provider = EXCLUDED.provider, updated_at = now()
+                WHERE delivery.status NOT IN ('sent', 'delivered', 'failed', 'skipped')
+                RETURNING {_DELIVERY_COLS}""",
+            (
+                business_id,
+                new_id(),
+                idempotency_key,
+                appointment_id,
+                kind,
+                channel,
+                recipient,
+                provider,
+                manage_token,
+            ),
         )
         row = await cur.fetchone()
+        if row is None:
+            # Already terminal: the upsert's WHERE left it alone and returned nothing.
+            await cur.execute(
+                f"SELECT {_DELIVERY_COLS} FROM delivery WHERE business_id = %s AND idempotency_key = %s",
+                (business_id, idempotency_key),
+            )
+            row = await cur.fetchone()
     assert row is not None
     return row
-
-
-async def mark_sending(conn: Conn, business_id: uuid.UUID, delivery_id: uuid.UUID, provider: str) -> None:
-    await conn.execute(
-        """UPDATE delivery SET status = 'sending', attempts = attempts + 1, provider = %s, updated_at = now()
-           WHERE business_id = %s AND delivery_id = %s""",
-        (provider, business_id, delivery_id),
-    )
 
 
 async def mark_sent(
@@ -186,33 +196,49 @@ async def mark_sent(
     provider_message_id: str,
     now: dt.datetime,
 ) -> None:
+    """The provider accepted the message (one more attempt)."""
     await conn.execute(
         """UPDATE delivery SET status = CASE WHEN status IN ('delivered', 'failed') THEN status ELSE 'sent' END,
-                              provider = %s, provider_message_id = %s, last_error = '',
-                              sent_at = %s, updated_at = now()
+                              attempts = attempts + 1, provider = %s, provider_message_id = %s,
+                              last_error = '', sent_at = %s, updated_at = now()
            WHERE business_id = %s AND delivery_id = %s""",
         (provider, provider_message_id, now, business_id, delivery_id),
     )
 
 
 async def mark_retry(
-    conn: Conn, business_id: uuid.UUID, delivery_id: uuid.UUID, provider: str, error: str
+    conn: Conn,
+    business_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    provider: str,
+    error: str,
+    attempted: bool = True,
 ) -> None:
-    """Back to 'queued' after a retryable failure; the next attempt takes it from there."""
+    """Back to 'queued' after a retryable failure (`attempted`: of the provider, one more attempt); the
+    next try takes it from there."""
     await conn.execute(
-        """UPDATE delivery SET status = 'queued', provider = %s, last_error = %s, updated_at = now()
+        """UPDATE delivery SET status = 'queued', attempts = attempts + %s,
+                              provider = CASE WHEN %s = '' THEN provider ELSE %s END,
+                              last_error = %s, updated_at = now()
            WHERE business_id = %s AND delivery_id = %s""",
-        (provider, error[:1000], business_id, delivery_id),
+        (int(attempted), provider, provider, error[:1000], business_id, delivery_id),
     )
 
 
 async def mark_failed(
-    conn: Conn, business_id: uuid.UUID, delivery_id: uuid.UUID, provider: str, error: str
+    conn: Conn,
+    business_id: uuid.UUID,
+    delivery_id: uuid.UUID,
+    provider: str,
+    error: str,
+    attempted: bool = False,
 ) -> None:
+    """For good; `attempted` when a provider was called (and refused)."""
     await conn.execute(
-        """UPDATE delivery SET status = 'failed', provider = %s, last_error = %s, updated_at = now()
+        """UPDATE delivery SET status = 'failed', attempts = attempts + %s, provider = %s, last_error = %s,
+                              updated_at = now()
            WHERE business_id = %s AND delivery_id = %s""",
-        (provider, error[:1000], business_id, delivery_id),
+        (int(attempted), provider, error[:1000], business_id, delivery_id),
     )
 
 

@@ -9,6 +9,9 @@ A handler whose work cannot share the inbox transaction (sending an e-mail, call
 is wrapped in `SideEffect`: its `run` executes outside any transaction, between an inbox check and the inbox
 claim, and must make itself idempotent, since a crash before the claim commits runs it again. A handler
 may raise `Retryable` with a policy of its own (a provider's), which then replaces the processor's.
+
+By default each message's inbox claim and handler get a unit of work of their own; a processor given a
+`transact` (a group commit, say) runs them through it instead, so many messages can share one commit.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import random
 import traceback
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import structlog
 from opentelemetry import trace
@@ -39,6 +43,15 @@ tracer = trace.get_tracer("apptremind.consumer")
 DLQ_HEADER_PREFIX = "dlq-"
 Handler = Callable[[Conn, Decoded], Awaitable[None]]
 _SEEN = "SELECT 1 FROM inbox WHERE consumer = %s AND message_id = %s"
+T = TypeVar("T")
+
+
+class Transactor(Protocol):
+    """Runs `work` in a transaction and returns its result once that transaction has committed; raises
+    (having rolled it back) when `work` or the commit fails. `key` names the tenant whose locks the work
+    takes (its business), so that one transaction holding several works can take them in a fixed order."""
+
+    def __call__(self, work: Callable[[Conn], Awaitable[T]], /, key: str = "") -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +62,10 @@ class SideEffect:
 
     run: Callable[[Decoded], Awaitable[None]]
     then: Handler | None = None
+    # False when `run` dedupes by itself (e.g. a row keyed by the message's idempotency key that records
+    # what was done): the inbox read before `run` is then one round trip per message that buys nothing.
+    # A redelivered message still ends as DUPLICATE at the inbox claim.
+    checks_inbox: bool = True
 
 
 async def _nothing(conn: Conn, decoded: Decoded) -> None:
@@ -105,6 +122,8 @@ class MessageProcessor:
     handlers: Mapping[str, Handler | SideEffect]
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # Where the inbox claim and the handler run; None: a unit of work of their own per message.
+    transact: Transactor | None = None
 
     @property
     def topics(self) -> list[str]:
@@ -135,15 +154,13 @@ class MessageProcessor:
             attempt += 1
             try:
                 if isinstance(entry, SideEffect):
-                    if await self._seen(decoded.envelope.id):
+                    if entry.checks_inbox and await self._seen(decoded.envelope.id):
                         CONSUMER_DUPLICATES.labels(self.consumer, msg.topic).inc()
                         return Outcome.DUPLICATE
                     await entry.run(decoded)
-                async with unit_of_work(self.pool) as conn:
-                    if not await inbox.claim(conn, self.consumer, decoded.envelope.id):
-                        CONSUMER_DUPLICATES.labels(self.consumer, msg.topic).inc()
-                        return Outcome.DUPLICATE
-                    await handler(conn, decoded)
+                if not await self._claim_and_apply(handler, decoded):
+                    CONSUMER_DUPLICATES.labels(self.consumer, msg.topic).inc()
+                    return Outcome.DUPLICATE
                 CONSUMER_PROCESSED.labels(self.consumer, msg.topic).inc()
                 return Outcome.PROCESSED
             except PermanentError as exc:
@@ -158,6 +175,21 @@ class MessageProcessor:
                 delay = policy.delay(attempt)
                 log.warning("handler_failed", attempt=attempt, retry_in_s=round(delay, 3), error=repr(exc))
                 await self.sleep(delay)
+
+    async def _claim_and_apply(self, handler: Handler, decoded: Decoded) -> bool:
+        """The inbox claim and the handler in one transaction; False (and nothing applied) for a message
+        the inbox already holds."""
+
+        async def work(conn: Conn) -> bool:
+            if not await inbox.claim(conn, self.consumer, decoded.envelope.id):
+                return False
+            await handler(conn, decoded)
+            return True
+
+        if self.transact is not None:
+            return await self.transact(work, key=decoded.envelope.business_id)
+        async with unit_of_work(self.pool) as conn:
+            return await work(conn)
 
     async def _seen(self, message_id: str) -> bool:
         async with unit_of_work(self.pool) as conn, conn.cursor() as cur:

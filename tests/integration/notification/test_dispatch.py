@@ -13,6 +13,7 @@ from apptremind_devstack.smtp_sink import SinkMessage
 from apptremind_gen.apptremind.notification import v1 as pb
 from apptremind_notification import consumers, repository
 from apptremind_notification.dispatch import Dispatcher
+from apptremind_notification.group_commit import GroupCommit
 from apptremind_platform import dlq
 from apptremind_platform.db import unit_of_work
 from apptremind_platform.processing import Incoming, MessageProcessor, Outcome, RetryPolicy
@@ -79,6 +80,37 @@ async def test_a_current_reminder_is_sent_once_however_often_it_is_delivered(har
     assert "DTSTART:20300604T060000Z" in ics
     assert f"UID:{r.appointment_id}@apptremind" in ics
     assert harness.outbox_topics(r.business_id) == ["notification.sent.v1"]
+
+
+async def test_through_a_shared_group_commit_many_reminders_share_commits_and_each_is_sent_once(
+    harness: Notification,
+) -> None:
+    # As the streams worker runs it: the dispatcher and the processor's inbox claims in one GroupCommit.
+    assert harness.runtime.pool is not None
+    group = GroupCommit(harness.runtime.pool)
+    dispatcher = Dispatcher(
+        harness.runtime.pool,
+        {"email": harness.dispatcher.provider("email"), "sms": harness.dispatcher.provider("sms")},
+        harness.booking_client,
+        harness.clock,
+        transact=group,
+    )
+    made = consumers.dispatch_processor(harness.runtime.pool, dispatcher, RetryPolicy(max_attempts=3), group)
+    made.sleep = no_wait
+    reminders = [reminder(harness.booking, channel="sms" if n % 2 else "email") for n in range(10)]
+    gone = reminder(harness.booking, current=False)
+    events = [r.event() for r in (*reminders, gone)]
+
+    first = await asyncio.gather(*(made.process(incoming(e)) for e in events))
+    again = await asyncio.gather(*(made.process(incoming(e, 1)) for e in events))
+
+    assert first == [Outcome.PROCESSED] * len(events)
+    assert again == [Outcome.DUPLICATE] * len(events)
+    for r in reminders:
+        sent = sms_to(harness, r.recipient) if r.channel == "sms" else mails_to(harness, r.recipient)
+        assert len(sent) == 1
+        assert harness.delivery(r.business_id, r.key) == ("sent", "", 1)
+    assert harness.delivery(gone.business_id, gone.key) == ("skipped", "appointment_changed", 0)
 
 
 async def test_booking_says_not_current_so_it_is_skipped_and_nothing_is_sent(harness: Notification) -> None:

@@ -16,10 +16,12 @@ from apptremind_notification.channels.base import Provider
 from apptremind_notification.channels.settings import ChannelSettings, build_providers
 from apptremind_notification.dispatch import Dispatcher
 from apptremind_notification.group_commit import GroupCommit
+from apptremind_notification.sms_credits import GrpcSmsCredits, SmsCredits, Unmetered
 from apptremind_platform.clock import SystemClock
 from apptremind_platform.db import open_pool
 from apptremind_platform.grpc_bridge import open_channel
 from apptremind_platform.processing import MessageProcessor
+from apptremind_platform.service_credentials import service_tokens_for
 
 from .settings import StreamsSettings
 
@@ -38,6 +40,19 @@ class Pipeline:
         await self.pool.close()
 
 
+def sms_credits_for(settings: StreamsSettings) -> SmsCredits:
+    """billing's SMS meter with this worker's service credentials, or no metering when switched off."""
+    if not settings.sms_metering:
+        return Unmetered()
+    tokens = service_tokens_for(settings)
+    if tokens is None:
+        raise RuntimeError(
+            "SMS metering needs the service's client credentials (APPTREMIND_SERVICE_CLIENT_SECRET); "
+            "set APPTREMIND_SMS_METERING=false to send without billing"
+        )
+    return GrpcSmsCredits(open_channel(settings.billing_target), tokens, settings.billing_timeout_s)
+
+
 async def build(settings: StreamsSettings) -> Pipeline:
     pool = await open_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max, name="streams")
     providers = build_providers(ChannelSettings())
@@ -52,6 +67,7 @@ async def build(settings: StreamsSettings) -> Pipeline:
         late_after=dt.timedelta(seconds=settings.late_after_s),
         provider_policies=settings.provider_policies,
         transact=group,
+        sms_credits=sms_credits_for(settings),
     )
     policy = settings.dispatch_policy
     return Pipeline(

@@ -916,6 +916,8 @@ class Stack:
         callback = f"{layout.edge_url}{SMS_STATUS_PATH}" if _module_exists(EDGE_MODULE) else ""
         return self._credentials_env(STREAMS_SERVICE, stack_secrets) | {
             "APPTREMIND_BOOKING_TARGET": layout.grpc_target("booking"),
+            # SMS reminders hold a credit of the plan's SMS quota at billing.
+            "APPTREMIND_BILLING_TARGET": layout.grpc_target("billing"),
             "APPTREMIND_SMTP_HOST": HOST,
             "APPTREMIND_SMTP_PORT": str(layout.smtp_port),
             "APPTREMIND_SMTP_CA_FILE": str(self.state.smtp_ca_file),

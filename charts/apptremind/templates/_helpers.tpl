@@ -43,6 +43,9 @@ valueFrom:
   value: {{ .Values.notification.bookingTarget | default (printf "booking:%v" .Values.services.booking.grpcPort) | quote }}
 - name: APPTREMIND_SMS_AUTH_TOKEN
   {{- include "apptremind.smsAuthToken" . | nindent 2 }}
+# SMS reminders hold a credit of the plan's SMS quota at billing.
+- name: APPTREMIND_BILLING_TARGET
+  value: {{ printf "billing:%v" .Values.services.billing.grpcPort | quote }}
 {{- end }}
 
 {{/* The providers the stream worker sends through (services/notification/apptremind_notification/channels). */}}

@@ -3,9 +3,11 @@
 Per message: (a) claim the delivery row by its idempotency key (already sent, skipped or failed: nothing to
 do), reading the opt-outs and the business's template in the same transaction; (b) reminders ask
 booking-service whether they are still current, so a cancel or reschedule racing the due event wins;
-(c) opt-outs; (d) too late (the appointment started) and, for late SMS, quiet hours; (e) render the
-business's template or the default, with invite.ics on e-mails; (f) send through the channel's provider;
-(g) record the outcome with its event in one transaction.
+(c) opt-outs; (d) too late (the appointment started) and, for late SMS, quiet hours; (e) an SMS holds
+one credit of the plan's SMS quota at billing (sms_credits.py), and goes out as an e-mail instead when the
+quota is spent; (f) render the business's template (if its plan still includes custom templates) or the
+default, with invite.ics on e-mails; (g) send through the channel's provider; (h) record the outcome with
+its event in one transaction (and commit the SMS credit; a failed send releases it).
 
 Sending cannot share a transaction with anything, so the claim commits the row as 'sending' first and
 'sent' is committed after the provider accepted. A crash in between leaves 'sending', and the redelivered
@@ -14,13 +16,14 @@ server would honour, so nothing better is possible (see the README).
 A retryable provider failure puts the row back to 'queued' and raises, so the MessageProcessor retries
 with backoff and finally dead-letters; a replayed DLQ message starts again at (a).
 
-The two transactions of a message, (a) and (g), go through a `GroupCommit` (in the streams worker the same
+The two transactions of a message, (a) and (h), go through a `GroupCommit` (in the streams worker the same
 one as the MessageProcessor's inbox claims): the messages of a batch in flight share their commits instead
 of paying one each.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 import zoneinfo
@@ -39,12 +42,13 @@ from apptremind_platform.envelope import Event
 from apptremind_platform.logs import get_logger
 from apptremind_platform.processing import Retryable, RetryPolicy, Transactor
 
-from . import compose, repository
+from . import compose, entitlements, repository
 from .booking_client import Booking, BookingRefused, BookingUnavailable
 from .channels.base import OutgoingMessage, Provider, ProviderError
 from .channels.rendering import Rendered, TemplateError
 from .group_commit import GroupCommit
 from .metrics import DELIVERIES, PROVIDER_SECONDS
+from .sms_credits import BillingUnavailable, SmsCredits, Unmetered
 
 log = get_logger(__name__)
 
@@ -57,6 +61,10 @@ CHANNEL_FROM_PB = {int(v): k for k, v in CHANNEL_TO_PB.items()}
 
 # booking's answers that mean "this appointment is not what the reminder was for any more".
 _CHANGED_CODES = frozenset({"NOT_FOUND", "FAILED_PRECONDITION"})
+
+
+# The plan's SMS quota is spent (billing refused the credit).
+SMS_QUOTA_EXCEEDED = "sms_quota_exceeded"
 
 
 class RetryableSendError(Retryable):
@@ -74,6 +82,8 @@ class Job:
     data: Mapping[str, str]
     # When the reminder was meant to go out (reminders only).
     remind_at: dt.datetime | None = None
+    # The reminder's key at booking when the delivery goes under another one (an SMS sent as an e-mail).
+    booking_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +136,11 @@ class Dispatcher:
         late_after: dt.timedelta = dt.timedelta(minutes=5),
         provider_policies: Mapping[str, RetryPolicy] | None = None,
         transact: Transactor | None = None,
+        sms_credits: SmsCredits | None = None,
     ) -> None:
         self._providers = providers
+        # Without billing (tests, local runs that switch metering off) every SMS is covered.
+        self._credits: SmsCredits = sms_credits or Unmetered()
         self._booking = booking
         self._clock = clock
         self._late_after = late_after
@@ -156,10 +169,14 @@ class Dispatcher:
             )
             if row.terminal:
                 return _Claimed(row)
+            # A business whose plan no longer includes custom templates gets the default wording.
+            own = (
+                await compose.business_template(conn, job.business_id, job.kind, job.channel, locale)
+                if await entitlements.custom_templates_allowed(conn, job.business_id)
+                else None
+            )
             return _Claimed(
-                row,
-                await repository.opted_out(conn, job.business_id, job.channel, job.recipient),
-                await compose.business_template(conn, job.business_id, job.kind, job.channel, locale),
+                row, await repository.opted_out(conn, job.business_id, job.channel, job.recipient), own
             )
 
         claimed = await self._transact(claim, key=str(job.business_id))
@@ -176,7 +193,7 @@ class Dispatcher:
             if not token:
                 return await self._fail(job, delivery_id, "", "the reminder carries no manage_token")
             try:
-                status = await self._booking.reminder_status(token, job.idempotency_key)
+                status = await self._booking.reminder_status(token, job.booking_key or job.idempotency_key)
             except BookingUnavailable as err:
                 # Nothing was sent: the row goes back to 'queued' while the message waits for its retry.
                 await self._requeue(job, delivery_id, "", str(err), attempted=False)
@@ -209,6 +226,16 @@ class Dispatcher:
             return await self._skip(job, delivery_id, "quiet_hours")
         if claimed.opted_out:
             return await self._skip(job, delivery_id, "opted_out")
+        credit: uuid.UUID | None = None
+        if job.channel == "sms":
+            credit = uuid.uuid4()
+            try:
+                covered = await self._credits.reserve(job.business_id, credit)
+            except BillingUnavailable as err:
+                await self._requeue(job, delivery_id, "", str(err), attempted=False)
+                raise
+            if not covered:
+                return await self._sms_quota_spent(job, delivery_id)
 
         try:
             rendered = self._render(job, start, end, locale, claimed.template)
@@ -232,12 +259,16 @@ class Dispatcher:
             with PROVIDER_SECONDS.labels(job.channel).time():
                 result = await provider.send(message)
         except ProviderError as err:
+            if credit is not None:
+                await self._credits.release(job.business_id, credit)
             if not err.retryable:
                 return await self._fail(job, delivery_id, err.provider, err.reason, attempted=True)
             await self._requeue(job, delivery_id, err.provider, err.reason, attempted=True)
             DELIVERIES.labels(job.kind, job.channel, "retry").inc()
             raise RetryableSendError(str(err), self._policies.get(err.provider)) from err
         sent_at = self._clock.now()
+        if credit is not None:
+            await self._credits.commit(job.business_id, credit)
 
         async def record_sent(conn: Conn) -> None:
             await repository.mark_sent(
@@ -265,6 +296,29 @@ class Dispatcher:
         DELIVERIES.labels(job.kind, job.channel, "sent").inc()
         log.info("delivery_sent", delivery_id=str(delivery_id), provider=result.provider, kind=job.kind)
         return Outcome("sent", delivery_id)
+
+    async def _sms_quota_spent(self, job: Job, delivery_id: uuid.UUID) -> Outcome:
+        """The plan's SMS quota is spent: the customer gets the reminder by e-mail instead, unless an e-mail
+        reminder goes out anyway (the policy has both channels) or there is no address. The e-mail is sent
+        first, under its own delivery key, so a failure retries this message and the SMS row stays open."""
+        channels = job.data.get("reminder_channels", "").split(",")
+        email = job.data.get("customer_email", "")
+        if "email" not in channels and email:
+            fallback = dataclasses.replace(
+                job,
+                channel="email",
+                recipient=email,
+                idempotency_key=f"{job.idempotency_key}|sms-quota",
+                booking_key=job.booking_key or job.idempotency_key,
+            )
+            try:
+                await self.dispatch(fallback)
+            except Retryable:
+                await self._requeue(
+                    job, delivery_id, "", "the e-mail instead of the SMS failed", attempted=False
+                )
+                raise
+        return await self._skip(job, delivery_id, SMS_QUOTA_EXCEEDED)
 
     def _render(
         self, job: Job, start: dt.datetime, end: dt.datetime, locale: str, own: tuple[str, str] | None

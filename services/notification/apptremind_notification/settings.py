@@ -21,6 +21,12 @@ class NotificationSettings(ServiceSettings):
     # booking-service: GetReminderStatus before every reminder, Confirm/Cancel for SMS replies.
     booking_target: str = "127.0.0.1:50053"
     booking_timeout_s: float = Field(default=5.0, gt=0)
+    # billing-service meters SMS: every SMS reminder holds one credit of the plan's quota
+    # (APPTREMIND_SMS_METERING; needs this service's client credentials, APPTREMIND_SERVICE_CLIENT_SECRET).
+    # false only for harnesses and local runs without billing.
+    sms_metering: bool = True
+    billing_target: str = "127.0.0.1:50054"
+    billing_timeout_s: float = Field(default=5.0, gt=0)
     # The SMS provider account's auth token (the same APPTREMIND_SMS_AUTH_TOKEN the provider sends with):
     # status callbacks and inbound replies are signed with it. A secondary provider's token also counts.
     sms_auth_token: str = ""

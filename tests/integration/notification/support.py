@@ -165,6 +165,7 @@ def reminder(
     locale: str = "en",
     quiet: tuple[str, str] = ("21:00", "08:00"),
     current: bool = True,
+    extra: dict[str, str] | None = None,
 ) -> Reminder:
     business_id = business_id or str(uuid.uuid4())
     appointment_id = str(uuid.uuid4())
@@ -187,6 +188,7 @@ def reminder(
         "quiet_hours_end": quiet[1],
         "appointment_id": appointment_id,
         "manage_token": token,
+        **(extra or {}),
     }
     return Reminder(business_id, appointment_id, channel, recipient, remind_at, start, token, key, data)
 

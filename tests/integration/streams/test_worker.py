@@ -63,6 +63,8 @@ async def test_worker_mails_each_due_reminder_once(
                 "APPTREMIND_STREAMS_DATA_DIR": str(tmp_path / "faust"),
                 "APPTREMIND_STREAMS_LOG_LEVEL": "warn",
                 "APPTREMIND_LOG_LEVEL": "warning",
+                # No billing here: SMS credits are not what this test is about.
+                "APPTREMIND_SMS_METERING": "false",
             }
             log_path = tmp_path / "streams.log"
             with log_path.open("wb") as log:

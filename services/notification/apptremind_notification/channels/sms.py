@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
-
-if importlib.util.find_spec("sniffio") is None:
-    # httpcore runs `import sniffio` on every request; without the package each try searches all of
-    # sys.path again (about 3% of the streams worker's CPU). Recorded as absent once, it fails at once.
-    sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 from .base import OutgoingMessage, ProviderError, SendResult
 

@@ -36,7 +36,11 @@ from apptremind_platform.errors import FailedPrecondition, Unavailable
 from apptremind_platform.grpc_bridge import AsyncServiceClient
 from apptremind_platform.logs import get_logger
 from apptremind_platform.processing import PermanentError
-from apptremind_platform.service_credentials import ServiceTokens, bearer_metadata
+from apptremind_platform.service_credentials import (
+    ServiceCredentialsUnavailable,
+    ServiceTokens,
+    bearer_metadata,
+)
 
 from . import events, repository
 from .repository import AppointmentRow
@@ -126,7 +130,7 @@ class GrpcDeposits:
                 "payments_unavailable",
                 f"the deposit could not be set up (billing-service: {err.code().name}); try again",
             ) from err
-        except Exception as err:  # no service token: auth-service unreachable or refusing
+        except ServiceCredentialsUnavailable as err:  # no service token: auth-service unreachable or refusing
             raise Unavailable("payments_unavailable", "the deposit could not be set up; try again") from err
         deposit = response.deposit or billing_pb.Deposit()
         return Payment(deposit.payment_intent_id, response.client_secret)

@@ -20,7 +20,11 @@ from apptremind_gen.apptremind.billing import v1 as billing_pb
 from apptremind_platform.grpc_bridge import AsyncServiceClient
 from apptremind_platform.logs import get_logger
 from apptremind_platform.processing import Retryable
-from apptremind_platform.service_credentials import ServiceTokens, bearer_metadata
+from apptremind_platform.service_credentials import (
+    ServiceCredentialsUnavailable,
+    ServiceTokens,
+    bearer_metadata,
+)
 
 log = get_logger(__name__)
 
@@ -71,7 +75,7 @@ class GrpcSmsCredits:
     async def _metadata(self) -> list[tuple[str, str]]:
         try:
             return await bearer_metadata(self._tokens)
-        except Exception as err:  # auth-service unreachable or refusing our credentials
+        except ServiceCredentialsUnavailable as err:  # auth-service unreachable or refusing our credentials
             raise BillingUnavailable(f"no service token for billing: {err}") from err
 
     async def reserve(self, business_id: uuid.UUID, reservation_id: uuid.UUID) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -35,7 +34,7 @@ from apptremind_platform.envelope import Decoded
 from apptremind_platform.errors import FailedPrecondition, Unavailable
 from apptremind_platform.grpc_bridge import AsyncServiceClient
 from apptremind_platform.logs import get_logger
-from apptremind_platform.processing import PermanentError
+from apptremind_platform.processing import Handler, PermanentError
 from apptremind_platform.service_credentials import (
     ServiceCredentialsUnavailable,
     ServiceTokens,
@@ -54,8 +53,6 @@ DEPOSIT_FAILED = "billing.deposit.failed.v1"
 RELEASED_EXPIRED = "released_expired"
 RELEASED_DECLINED = "released_declined"
 SWEEP_BATCH = 100
-
-Handler = Callable[[Conn, Decoded], Awaitable[None]]
 
 
 # --- what happens to the deposit ------------------------------------------------------------------------

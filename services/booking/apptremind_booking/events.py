@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Awaitable, Callable
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -20,7 +19,7 @@ from apptremind_gen.apptremind.events.business import v1 as business_ev
 from apptremind_platform import outbox
 from apptremind_platform.db import Conn
 from apptremind_platform.envelope import Decoded, Event
-from apptremind_platform.processing import MessageProcessor, PermanentError
+from apptremind_platform.processing import Handler, MessageProcessor, PermanentError
 
 from . import repository
 
@@ -197,7 +196,7 @@ async def _reminder_policy_changed(conn: Conn, decoded: Decoded) -> None:
     )
 
 
-HANDLERS: dict[str, Callable[[Conn, Decoded], Awaitable[None]]] = {
+HANDLERS: dict[str, Handler] = {
     BUSINESS_CREATED: _business_created,
     BUSINESS_UPDATED: _business_updated,
     STAFF_CHANGED: _staff_changed,
@@ -210,7 +209,7 @@ HANDLERS: dict[str, Callable[[Conn, Decoded], Awaitable[None]]] = {
 
 def read_model_processor(
     pool: AsyncConnectionPool,
-    more: dict[str, Callable[[Conn, Decoded], Awaitable[None]]] | None = None,
+    more: dict[str, Handler] | None = None,
 ) -> MessageProcessor:
     """The service's one consumer: the read model, plus `more` handlers (the deposit saga's)."""
     return MessageProcessor(consumer=CONSUMER, source=SOURCE, pool=pool, handlers=HANDLERS | (more or {}))

@@ -169,12 +169,11 @@ class Dispatcher:
             )
             if row.terminal:
                 return _Claimed(row)
-            # A business whose plan no longer includes custom templates gets the default wording.
-            own = (
-                await compose.business_template(conn, job.business_id, job.kind, job.channel, locale)
-                if await entitlements.custom_templates_allowed(conn, job.business_id)
-                else None
-            )
+            own = await compose.business_template(conn, job.business_id, job.kind, job.channel, locale)
+            # A business whose plan no longer includes custom templates gets the default wording (asked only
+            # when it has a template: most have none).
+            if own is not None and not await entitlements.custom_templates_allowed(conn, job.business_id):
+                own = None
             return _Claimed(
                 row, await repository.opted_out(conn, job.business_id, job.channel, job.recipient), own
             )

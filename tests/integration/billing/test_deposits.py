@@ -15,8 +15,8 @@ from apptremind_gen.apptremind.billing import v1 as pb
 from apptremind_gen.apptremind.common.v1 import Money
 from apptremind_gen.apptremind.events.booking import v1 as booking_ev
 from apptremind_platform.envelope import Event
+from tests.fixtures.kafka_io import publish
 from tests.integration.billing.support import Harness, Tenant, event, expect_error
-from tests.integration.scheduler.support import publish
 
 SETTLEMENT = "booking.deposit.settlement_requested.v1"
 EUR_20 = Money(amount_minor=2000, currency="EUR")

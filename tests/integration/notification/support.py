@@ -16,7 +16,6 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from confluent_kafka import Producer
 
 from apptremind_gen.apptremind.booking import v1 as booking_pb
 from apptremind_gen.apptremind.common.v1 import Channel
@@ -275,18 +274,6 @@ def entitlements_changed(
     return Event(
         "billing.entitlements.changed.v1", business_id, data, subject=business_id, id=event_id or uuid.uuid4()
     )
-
-
-def publish(bootstrap: str, event: Event, when: dt.datetime, source: str = "billing") -> None:
-    """Produces one real encoded event with envelope time `when`, as billing's outbox relay would."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
-    producer.produce(
-        event.topic,
-        key=event.partition_key.encode(),
-        value=encode(event, source=source, when=when),
-        headers=[(k, v.encode()) for k, v in headers_for(event).items()],
-    )
-    assert producer.flush(30) == 0
 
 
 def entitle(db: ServiceDb, business_id: str, plan: str = "pro") -> None:

@@ -17,12 +17,12 @@ from apptremind_gen.apptremind.common.v1 import Channel
 from apptremind_gen.apptremind.notification import v1 as pb
 from apptremind_notification import entitlements
 from apptremind_platform.db import unit_of_work
+from tests.fixtures.kafka_io import publish
 from tests.integration.notification.conftest import Notification
 from tests.integration.notification.support import (
     PLAN_LIMITS,
     entitlements_changed,
     eventually,
-    publish,
 )
 
 T0 = dt.datetime(2030, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -112,18 +112,20 @@ async def test_the_consumer_keeps_the_newest_entitlements_and_ignores_older_even
     kafka = await bootstrap(harness)
     business_id = str(uuid.uuid4())
 
-    publish(kafka, entitlements_changed(business_id, "pro"), when=T0 + dt.timedelta(hours=2))
+    publish(
+        kafka, entitlements_changed(business_id, "pro"), source="billing", when=T0 + dt.timedelta(hours=2)
+    )
     await eventually(lambda: stored(harness, business_id) is not None, what="the pro row")
     assert stored(harness, business_id) == ("pro", PLAN_LIMITS["pro"], T0 + dt.timedelta(hours=2))
 
     # Delivered after the pro event but older than it (billing changed the plan before): changes nothing.
     older = entitlements_changed(business_id, "free")
-    publish(kafka, older, when=T0 + dt.timedelta(hours=1))
+    publish(kafka, older, source="billing", when=T0 + dt.timedelta(hours=1))
     await eventually(lambda: handled(harness, older.id), what="the older event handled")
     assert stored(harness, business_id) == ("pro", PLAN_LIMITS["pro"], T0 + dt.timedelta(hours=2))
 
     newer = entitlements_changed(business_id, "business")
-    publish(kafka, newer, when=T0 + dt.timedelta(hours=3))
+    publish(kafka, newer, source="billing", when=T0 + dt.timedelta(hours=3))
     await eventually(lambda: handled(harness, newer.id), what="the newer event handled")
     assert stored(harness, business_id) == ("business", PLAN_LIMITS["business"], T0 + dt.timedelta(hours=3))
 
@@ -132,17 +134,17 @@ async def test_a_redelivered_event_changes_nothing(harness: Notification) -> Non
     kafka = await bootstrap(harness)
     business_id = str(uuid.uuid4())
     event = entitlements_changed(business_id, "pro")
-    publish(kafka, event, when=T0)
+    publish(kafka, event, source="billing", when=T0)
     await eventually(lambda: handled(harness, event.id), what="the event handled")
     assert stored(harness, business_id) == ("pro", PLAN_LIMITS["pro"], T0)
 
     # The same message again, as a relay retry or a DLQ replay delivers it; then the same message id
     # carrying a later time and another plan, which would apply if the inbox did not stop it.
     before = duplicates()
-    publish(kafka, event, when=T0)
+    publish(kafka, event, source="billing", when=T0)
     await eventually(lambda: duplicates() == before + 1, what="the redelivery seen as a duplicate")
     same_id = entitlements_changed(business_id, "free", event_id=event.id)
-    publish(kafka, same_id, when=T0 + dt.timedelta(days=1))
+    publish(kafka, same_id, source="billing", when=T0 + dt.timedelta(days=1))
     await eventually(lambda: duplicates() == before + 2, what="the re-encoded redelivery seen as a duplicate")
 
     assert stored(harness, business_id) == ("pro", PLAN_LIMITS["pro"], T0)
@@ -157,7 +159,7 @@ async def test_an_event_with_a_malformed_business_id_goes_to_the_dlq(harness: No
     kafka = await bootstrap(harness)
     bad = entitlements_changed("not-a-uuid", "pro")
     before = harness.db.execute("SELECT count(*) FROM business_entitlement")
-    publish(kafka, bad, when=T0)
+    publish(kafka, bad, source="billing", when=T0)
 
     def dead_letters() -> list[tuple[Any, ...]]:
         return harness.db.execute(
@@ -204,14 +206,14 @@ async def test_a_free_business_reads_but_cannot_write_templates_until_it_upgrade
     assert preview.text.startswith("Bis ")
 
     upgrade = entitlements_changed(business_id, "pro")
-    publish(kafka, upgrade, when=T0)
+    publish(kafka, upgrade, source="billing", when=T0)
     await eventually(lambda: handled(harness, upgrade.id), what="the upgrade handled")
     created = (await create(harness, business_id, owner)).template
     assert created is not None
     assert len(templates(harness, business_id)) == 1
 
     downgrade = entitlements_changed(business_id, "free")
-    publish(kafka, downgrade, when=T0 + dt.timedelta(days=30))
+    publish(kafka, downgrade, source="billing", when=T0 + dt.timedelta(days=30))
     await eventually(lambda: handled(harness, downgrade.id), what="the downgrade handled")
     await expect_plan_required(
         update(harness, business_id, owner, created.template_id, "Geändert {{ when }}")

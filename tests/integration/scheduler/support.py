@@ -15,11 +15,10 @@ import betterproto2
 import grpc
 import grpc.aio
 import pytest
-from confluent_kafka import Producer
 
 from apptremind_gen.apptremind.events.scheduler.v1 import JobDue
 from apptremind_gen.apptremind.scheduler import v1 as pb
-from apptremind_platform.envelope import Event, decode, encode, headers_for
+from apptremind_platform.envelope import decode
 from apptremind_platform.grpc_bridge import AsyncServiceClient
 from apptremind_platform.service import ServiceRuntime
 from apptremind_scheduler.settings import SchedulerSettings
@@ -87,19 +86,6 @@ async def expect_error(call: Awaitable[Any], code: grpc.StatusCode, reason: str)
         await call
     trailers = dict(info.value.trailing_metadata() or ())
     assert (info.value.code(), trailers.get("x-error-reason")) == (code, reason), info.value.details()
-
-
-def publish(bootstrap: str, *events: Event, source: str = "booking") -> None:
-    """Produces real encoded events to Kafka, as booking's outbox relay would."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True})
-    for event in events:
-        producer.produce(
-            event.topic,
-            key=event.partition_key.encode(),
-            value=encode(event, source=source),
-            headers=[(k, v.encode()) for k, v in headers_for(event).items()],
-        )
-    assert producer.flush(30) == 0
 
 
 def due_events(record: Record) -> JobDue:

@@ -14,6 +14,7 @@ from apptremind_gen.apptremind.events.booking.v1 import ReminderCancelled, Remin
 from apptremind_gen.apptremind.scheduler import v1 as pb
 from apptremind_gen.google.protobuf import Any as AnyMessage
 from apptremind_platform.envelope import Event, decode
+from tests.fixtures.kafka_io import publish
 from tests.integration.scheduler.support import (
     DUE_TOPIC,
     Harness,
@@ -21,7 +22,6 @@ from tests.integration.scheduler.support import (
     emitted_per_job,
     eventually,
     expect_error,
-    publish,
     read_due,
     utc_in,
 )

@@ -4,8 +4,9 @@ duplicate, or dead-lettered). Running them concurrently is also what lets their 
 (the pipeline's GroupCommit).
 
 `process_by_key` keeps one chain per Kafka key: events of one key (one appointment) stay in order and never
-run side by side, so two copies of a message cannot both reach the provider. `process_all` runs every event
-at once, for handlers whose effects commute (counters) and whose inbox claim alone dedupes.
+run side by side, so two copies of a message cannot both reach the provider. `process_all` hands the whole
+batch to the processor's `process_many`, for handlers whose effects commute (counters) and whose inbox claim
+alone dedupes: one inbox statement and one transaction for the batch.
 
 Agent-level `concurrency=` is not used: Faust then acknowledges events out of order and has committed past
 an unhandled one (faust-streaming #312).
@@ -35,4 +36,4 @@ async def process_by_key(processor: MessageProcessor, events: Sequence[Any]) -> 
 
 
 async def process_all(processor: MessageProcessor, events: Sequence[Any]) -> None:
-    await asyncio.gather(*(processor.process(incoming(event)) for event in events))
+    await processor.process_many([incoming(event) for event in events])

@@ -63,6 +63,11 @@ class PipelineResult:
     worker_cpu_ms: float = float("nan")
     # The same for this process: the harness (relays, scheduler-service, booking's stand-in, both sinks).
     harness_cpu_ms: float = float("nan")
+    # The same for Postgres (every postgres process) and the Kafka broker (the JVM), and for the whole
+    # machine: 2 cores give 2,000 ms of CPU a second, so 2,000 / machine_cpu_ms is this machine's ceiling.
+    postgres_cpu_ms: float = float("nan")
+    kafka_cpu_ms: float = float("nan")
+    machine_cpu_ms: float = float("nan")
 
 
 def pct(values: list[float], q: float) -> float:
@@ -79,6 +84,28 @@ def cpu_seconds(pids: list[int]) -> float:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
         total += (int(fields[11]) + int(fields[12])) / ticks
     return total
+
+
+def cpu_by_command() -> collections.Counter[str]:
+    """User + system CPU seconds of every live process so far, summed by command name (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: collections.Counter[str] = collections.Counter()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # exited meanwhile
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rpartition(")")[2].split()
+        totals[name] += (int(fields[11]) + int(fields[12])) / ticks
+    return totals
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds every core of the machine spent busy so far (/proc/stat, all but idle and iowait)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    busy = sum(values[:8]) - values[3] - values[4]
+    return busy / os.sysconf("SC_CLK_TCK")
 
 
 def stage_ms(rows: Iterable[Sequence[object]]) -> list[float]:
@@ -106,8 +133,6 @@ async def run_pipeline(
         stack.callback(sms.stop)
         pipeline = await running_pipeline(stack, postgres, kafka, sink, work, sms=sms, workers=workers)
         worker_pids = [p.pid for p in (pipeline.worker.process, *pipeline.worker.siblings)]
-        cpu_before = cpu_seconds(worker_pids)
-        harness_before = sum(os.times()[:2])
         total = rate * seconds
         lead_s = LEAD_S + total / WRITE_PER_S
         first = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=lead_s)
@@ -115,6 +140,13 @@ async def run_pipeline(
         recipients = await request_reminders(pipeline, due, channels=("email", "sms"))
         due_of = dict(zip(recipients, due, strict=True))
         assert dt.datetime.now(dt.UTC) < first, "writing the requests took longer than the lead time"
+        # CPU is counted from just before the first due time: what delivering costs, not what writing the
+        # requests and scheduling them did beforehand.
+        await asyncio.sleep(max(0.0, (first - dt.datetime.now(dt.UTC)).total_seconds() - 0.5))
+        cpu_before = cpu_seconds(worker_pids)
+        harness_before = sum(os.times()[:2])
+        by_command_before = cpu_by_command()
+        machine_before = machine_cpu_seconds()
 
         last_due = due[-1]
         deadline = time.monotonic() + lead_s + seconds + grace_s
@@ -126,6 +158,9 @@ async def run_pipeline(
         await asyncio.sleep(3)  # late duplicates, if any
         worker_cpu_s = cpu_seconds(worker_pids) - cpu_before
         harness_cpu_s = sum(os.times()[:2]) - harness_before
+        machine_cpu_s = machine_cpu_seconds() - machine_before
+        by_command = cpu_by_command()
+        by_command.subtract(by_command_before)
         drained = (dt.datetime.now(dt.UTC) - last_due).total_seconds()
 
         arrivals: list[tuple[str, dt.datetime]] = [
@@ -164,6 +199,9 @@ async def run_pipeline(
             claimed_p99_ms=pct(claimed, 0.99) if claimed else float("nan"),
             worker_cpu_ms=worker_cpu_s * 1000 / max(1, len(first_arrival)),
             harness_cpu_ms=harness_cpu_s * 1000 / max(1, len(first_arrival)),
+            postgres_cpu_ms=by_command["postgres"] * 1000 / max(1, len(first_arrival)),
+            kafka_cpu_ms=by_command["java"] * 1000 / max(1, len(first_arrival)),
+            machine_cpu_ms=machine_cpu_s * 1000 / max(1, len(first_arrival)),
         )
 
 

@@ -4,12 +4,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Mapping
 
-from apptremind_platform.db import Conn
-
-from . import repository
 from .channels.base import Attachment
 from .channels.calendar import calendar_invite, invite_attachment
 from .channels.rendering import Rendered, render
@@ -77,13 +73,6 @@ def render_with(
         end=end,
         html=html,
     )
-
-
-async def business_template(
-    conn: Conn, business_id: uuid.UUID, kind: str, channel: str, locale: str
-) -> tuple[str, str] | None:
-    row = await repository.find_template(conn, business_id, kind, channel, locales_for(locale))
-    return (row.subject, row.body) if row else None
 
 
 def invite(

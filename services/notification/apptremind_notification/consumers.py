@@ -12,7 +12,10 @@ streams worker's GroupCommit), the claims share their commits with the dispatche
 
 from __future__ import annotations
 
+import collections
+import datetime as dt
 import uuid
+from collections.abc import Sequence
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -22,6 +25,7 @@ from apptremind_gen.apptremind.events.scheduler import v1 as scheduler_events
 from apptremind_platform.db import Conn
 from apptremind_platform.envelope import Decoded
 from apptremind_platform.processing import (
+    Batched,
     MessageProcessor,
     PermanentError,
     RetryPolicy,
@@ -151,7 +155,8 @@ def confirmation_processor(
     )
 
 
-async def _count_status(conn: Conn, decoded: Decoded) -> None:
+def _status_count(decoded: Decoded) -> tuple[tuple[uuid.UUID, dt.date, str], str]:
+    """The counter a status event adds one to: ((business, day, channel), outcome)."""
     event = decoded.data
     if isinstance(event, notification_events.NotificationSent):
         outcome = "sent"
@@ -165,14 +170,29 @@ async def _count_status(conn: Conn, decoded: Decoded) -> None:
     day = decoded.envelope.time.date() if decoded.envelope.time else None
     if day is None:
         raise PermanentError("the status event has no time")
-    await repository.count(conn, _uuid(event.business_id, "business_id"), day, channel, outcome)
+    return (_uuid(event.business_id, "business_id"), day, channel), outcome
+
+
+async def _count_status(conn: Conn, decoded: Decoded) -> None:
+    await _count_statuses(conn, [decoded])
+
+
+async def _count_statuses(conn: Conn, batch: Sequence[Decoded]) -> None:
+    counts: dict[tuple[uuid.UUID, dt.date, str], collections.Counter[str]] = {}
+    for decoded in batch:
+        key, outcome = _status_count(decoded)
+        counts.setdefault(key, collections.Counter())[outcome] += 1
+    await repository.count_many(conn, counts)
 
 
 def status_processor(pool: AsyncConnectionPool, transact: Transactor | None = None) -> MessageProcessor:
+    """Counts sent and failed deliveries; a batch of status events is counted with one statement
+    (`MessageProcessor.process_many`)."""
+    counting = Batched(_count_status, _count_statuses)
     return MessageProcessor(
         STATUS_CONSUMER,
         SOURCE,
         pool,
-        {SENT_TOPIC: _count_status, FAILED_TOPIC: _count_status},
+        {SENT_TOPIC: counting, FAILED_TOPIC: counting},
         transact=transact,
     )

@@ -156,7 +156,7 @@ class Dispatcher:
         locale = job.data.get("locale") or compose.FALLBACK_LOCALE
 
         async def claim(conn: Conn) -> _Claimed:
-            row = await repository.claim_delivery(
+            found = await repository.claim_delivery(
                 conn,
                 job.business_id,
                 job.idempotency_key,
@@ -166,17 +166,12 @@ class Dispatcher:
                 job.recipient,
                 job.data.get("manage_token", ""),
                 provider.name,
+                compose.locales_for(locale),
+                entitlements.CUSTOM_TEMPLATES,
             )
-            if row.terminal:
-                return _Claimed(row)
-            own = await compose.business_template(conn, job.business_id, job.kind, job.channel, locale)
-            # A business whose plan no longer includes custom templates gets the default wording (asked only
-            # when it has a template: most have none).
-            if own is not None and not await entitlements.custom_templates_allowed(conn, job.business_id):
-                own = None
-            return _Claimed(
-                row, await repository.opted_out(conn, job.business_id, job.channel, job.recipient), own
-            )
+            # A business whose plan no longer includes custom templates gets the default wording.
+            own = found.template if entitlements.allows(found.template_limit) else None
+            return _Claimed(found.row, found.opted_out, own)
 
         claimed = await self._transact(claim, key=str(job.business_id))
         row = claimed.row

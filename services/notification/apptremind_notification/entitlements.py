@@ -60,7 +60,12 @@ async def limit(conn: Conn, business_id: uuid.UUID, feature: str) -> int:
 
 async def custom_templates_allowed(conn: Conn, business_id: uuid.UUID) -> bool:
     """Whether the business's plan lets it write templates of its own (pro and business; not free)."""
-    return await limit(conn, business_id, CUSTOM_TEMPLATES) != 0
+    return allows(await limit(conn, business_id, CUSTOM_TEMPLATES))
+
+
+def allows(feature_limit: int | None) -> bool:
+    """Whether a limit as stored (None: no row, the free plan) lets the business use the feature at all."""
+    return bool(feature_limit)
 
 
 async def _changed(conn: Conn, decoded: Decoded) -> None:

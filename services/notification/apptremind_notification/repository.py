@@ -7,8 +7,10 @@ delivery id, by the provider's message id, by the phone number that replied), wh
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from psycopg.rows import class_row
@@ -124,21 +126,19 @@ async def list_templates(conn: Conn, business_id: uuid.UUID) -> list[TemplateRow
         return await cur.fetchall()
 
 
-async def find_template(
-    conn: Conn, business_id: uuid.UUID, kind: str, channel: str, locales: list[str]
-) -> TemplateRow | None:
-    """The business's template for the first of `locales` it has one for."""
-    async with conn.cursor(row_factory=class_row(TemplateRow)) as cur:
-        await cur.execute(
-            f"""SELECT {_TEMPLATE_COLS} FROM template
-                WHERE business_id = %s AND kind = %s AND channel = %s AND locale = ANY(%s)
-                ORDER BY array_position(%s, locale) LIMIT 1""",
-            (business_id, kind, channel, locales, locales),
-        )
-        return await cur.fetchone()
-
-
 # --- deliveries --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchClaim:
+    """A claimed delivery and what dispatching it needs from the database besides."""
+
+    row: DeliveryRow
+    opted_out: bool = False
+    # The business's template (subject, body) for the first locale it has one for, if any.
+    template: tuple[str, str] | None = None
+    # The business's limit for `template_feature` (its plan's custom templates); None: no row (free).
+    template_limit: int | None = None
 
 
 async def claim_delivery(
@@ -151,41 +151,73 @@ async def claim_delivery(
     recipient: str,
     manage_token: str,
     provider: str,
-) -> DeliveryRow:
+    locales: list[str],
+    template_feature: str,
+) -> DispatchClaim:
     """The delivery for this idempotency key, created the first time, and moved to 'sending' through
-    `provider` unless it is already terminal (then it is returned untouched). One statement: the upsert
-    both creates and claims, and locks the row until the transaction ends."""
+    `provider` unless it is already terminal (then it is returned untouched, and nothing else is read).
+    One statement: the upsert both creates and claims, and locks the row until the transaction ends; the
+    same statement reads the recipient's opt-out, the business's template and its plan's limit for
+    templates of its own, since a claimed delivery always needs them."""
+    params = {
+        "business_id": business_id,
+        "delivery_id": new_id(),
+        "key": idempotency_key,
+        "appointment_id": appointment_id,
+        "kind": kind,
+        "channel": channel,
+        "recipient": recipient,
+        "provider": provider,
+        "token": manage_token,
+        "locales": locales,
+        "feature": template_feature,
+    }
+    async with conn.cursor() as cur:
+        await cur.execute(
+            f"""WITH claimed AS (
+                    INSERT INTO delivery (business_id, delivery_id, idempotency_key, appointment_id, kind,
+                                          channel, recipient, status, provider, manage_token)
+                    VALUES (%(business_id)s, %(delivery_id)s, %(key)s, %(appointment_id)s, %(kind)s,
+                            %(channel)s, %(recipient)s, 'sending', %(provider)s, %(token)s)
+                    ON CONFLICT (business_id, idempotency_key) DO UPDATE
+                    SET status = 'sending', provider = EXCLUDED.provider, updated_at = now()
+                    WHERE delivery.status NOT IN ('sent', 'delivered', 'failed', 'skipped')
+                    RETURNING {_DELIVERY_COLS})
+                SELECT claimed.*,
+                       EXISTS (SELECT 1 FROM opt_out o WHERE o.business_id = %(business_id)s
+                               AND o.channel = %(channel)s AND o.address = %(recipient)s)
+                       OR (%(channel)s = 'sms' AND EXISTS (SELECT 1 FROM sms_stop WHERE address = %(recipient)s)),
+                       t.subject, t.body,
+                       CASE WHEN t.subject IS NOT NULL THEN
+                           (SELECT (e.limits ->> %(feature)s)::bigint FROM business_entitlement e
+                            WHERE e.business_id = %(business_id)s)
+                       END
+                FROM claimed LEFT JOIN LATERAL (
+                    SELECT subject, body FROM template
+                    WHERE business_id = %(business_id)s AND kind = %(kind)s AND channel = %(channel)s
+                      AND locale = ANY(%(locales)s)
+                    ORDER BY array_position(%(locales)s, locale) LIMIT 1) t ON true""",
+            params,
+        )
+        found = await cur.fetchone()
+        if found is not None:
+            width = len(dataclasses.fields(DeliveryRow))
+            opted_out, subject, body, template_limit = found[width:]
+            return DispatchClaim(
+                DeliveryRow(*found[:width]),
+                bool(opted_out),
+                (subject, body) if subject is not None else None,
+                template_limit,
+            )
+    # Already terminal: the upsert's WHERE left it alone and returned nothing.
     async with conn.cursor(row_factory=class_row(DeliveryRow)) as cur:
         await cur.execute(
-            f"""INSERT INTO delivery (business_id, delivery_id, idempotency_key, appointment_id, kind, channel,
-                                      recipient, status, provider, manage_token)
-                VALUES (%s, %s, %s, %s, %s, %s, %s, 'sending', %s, %s)
-                ON CONFLICT (business_id, idempotency_key) DO UPDATE
-                SET status = 'sending', provider = EXCLUDED.provider, updated_at = now()
-                WHERE delivery.status NOT IN ('sent', 'delivered', 'failed', 'skipped')
-                RETURNING {_DELIVERY_COLS}""",
-            (
-                business_id,
-                new_id(),
-                idempotency_key,
-                appointment_id,
-                kind,
-                channel,
-                recipient,
-                provider,
-                manage_token,
-            ),
+            f"SELECT {_DELIVERY_COLS} FROM delivery WHERE business_id = %s AND idempotency_key = %s",
+            (business_id, idempotency_key),
         )
         row = await cur.fetchone()
-        if row is None:
-            # Already terminal: the upsert's WHERE left it alone and returned nothing.
-            await cur.execute(
-                f"SELECT {_DELIVERY_COLS} FROM delivery WHERE business_id = %s AND idempotency_key = %s",
-                (business_id, idempotency_key),
-            )
-            row = await cur.fetchone()
     assert row is not None
-    return row
+    return DispatchClaim(row)
 
 
 async def mark_sent(
@@ -348,18 +380,6 @@ async def list_opt_outs(
         return await cur.fetchall()
 
 
-async def opted_out(conn: Conn, business_id: uuid.UUID, channel: str, address: str) -> bool:
-    """The business's own opt-out, or for SMS a platform-wide STOP from that number."""
-    async with conn.cursor() as cur:
-        await cur.execute(
-            """SELECT EXISTS (SELECT 1 FROM opt_out WHERE business_id = %s AND channel = %s AND address = %s)
-                   OR (%s = 'sms' AND EXISTS (SELECT 1 FROM sms_stop WHERE address = %s))""",
-            (business_id, channel, address, channel, address),
-        )
-        row = await cur.fetchone()
-    return bool(row and row[0])
-
-
 async def add_sms_stop(conn: Conn, address: str) -> None:
     await conn.execute("INSERT INTO sms_stop (address) VALUES (%s) ON CONFLICT DO NOTHING", (address,))
 
@@ -374,14 +394,26 @@ COUNTERS = ("sent", "delivered", "failed", "skipped")
 
 
 async def count(conn: Conn, business_id: uuid.UUID, day: dt.date, channel: str, outcome: str) -> None:
-    if outcome not in COUNTERS:
-        raise ValueError(f"unknown outcome {outcome!r}")
-    # The column name comes from the fixed list above, never from input.
+    await count_many(conn, {(business_id, day, channel): {outcome: 1}})
+
+
+async def count_many(conn: Conn, counts: Mapping[tuple[uuid.UUID, dt.date, str], Mapping[str, int]]) -> None:
+    """Many `count`s in one statement: {(business_id, day, channel): {outcome: n}}. Rows are written in key
+    order, so two transactions counting for the same businesses lock their rows in the same order."""
+    keys = sorted(counts)
+    for outcomes in counts.values():
+        if unknown := set(outcomes) - set(COUNTERS):
+            raise ValueError(f"unknown outcomes {sorted(unknown)}")
+    columns = [[counts[key].get(outcome, 0) for key in keys] for outcome in COUNTERS]
     await conn.execute(
-        f"""INSERT INTO delivery_daily (business_id, day, channel, {outcome}) VALUES (%s, %s, %s, 1)
-            ON CONFLICT (business_id, day, channel) DO UPDATE
-            SET {outcome} = delivery_daily.{outcome} + 1""",
-        (business_id, day, channel),
+        """INSERT INTO delivery_daily (business_id, day, channel, sent, delivered, failed, skipped)
+           SELECT * FROM unnest(%s::uuid[], %s::date[], %s::text[], %s::int[], %s::int[], %s::int[], %s::int[])
+           ON CONFLICT (business_id, day, channel) DO UPDATE
+           SET sent = delivery_daily.sent + EXCLUDED.sent,
+               delivered = delivery_daily.delivered + EXCLUDED.delivered,
+               failed = delivery_daily.failed + EXCLUDED.failed,
+               skipped = delivery_daily.skipped + EXCLUDED.skipped""",
+        ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], *columns),
     )
 
 

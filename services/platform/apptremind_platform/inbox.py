@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .db import Conn
 
 _CLAIM = "INSERT INTO inbox (consumer, message_id) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+_CLAIM_MANY = """INSERT INTO inbox (consumer, message_id) SELECT %s, unnest(%s::text[])
+                 ON CONFLICT DO NOTHING RETURNING message_id"""
 
 
 async def claim(conn: Conn, consumer: str, message_id: str) -> bool:
@@ -16,3 +20,10 @@ async def claim(conn: Conn, consumer: str, message_id: str) -> bool:
     async with conn.cursor() as cur:
         await cur.execute(_CLAIM, (consumer, message_id))
         return cur.rowcount == 1
+
+
+async def claim_many(conn: Conn, consumer: str, message_ids: Sequence[str]) -> set[str]:
+    """`claim` for many messages in one statement: the ids seen for the first time (ids must be distinct)."""
+    async with conn.cursor() as cur:
+        await cur.execute(_CLAIM_MANY, (consumer, list(message_ids)))
+        return {str(row[0]) for row in await cur.fetchall()}

@@ -15,8 +15,11 @@ from .db import Conn
 from .envelope import Event, encode, headers_for
 from .tracing import current_trace_id, inject_headers
 
-_LOCK_KEY = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
-_INSERT = "INSERT INTO outbox (topic, key, payload, headers) VALUES (%s, %s, %s, %s)"
+# One round trip: the row (and its id, from the sequence) is made only after the key's lock is held, since
+# the lock's CTE produces the row the INSERT takes its values from.
+_LOCK_AND_INSERT = """WITH locked AS (SELECT pg_advisory_xact_lock(hashtextextended(%(key)s, 0)))
+    INSERT INTO outbox (topic, key, payload, headers)
+    SELECT %(topic)s, %(key)s, %(payload)s, %(headers)s FROM locked"""
 
 
 async def add(conn: Conn, event: Event, source: str) -> None:
@@ -29,6 +32,6 @@ async def add(conn: Conn, event: Event, source: str) -> None:
 
 async def add_raw(conn: Conn, topic: str, key: str, payload: bytes, headers: Mapping[str, str]) -> None:
     """Write an already-encoded message (the DLQ path forwards poison bytes untouched)."""
-    async with conn.cursor() as cur:
-        await cur.execute(_LOCK_KEY, (key,))
-        await cur.execute(_INSERT, (topic, key, payload, Jsonb(dict(headers))))
+    await conn.execute(
+        _LOCK_AND_INSERT, {"key": key, "topic": topic, "payload": payload, "headers": Jsonb(dict(headers))}
+    )

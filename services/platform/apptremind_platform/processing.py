@@ -12,6 +12,11 @@ may raise `Retryable` with a policy of its own (a provider's), which then replac
 
 By default each message's inbox claim and handler get a unit of work of their own; a processor given a
 `transact` (a group commit, say) runs them through it instead, so many messages can share one commit.
+
+A handler whose effects for many messages are cheaper applied together (counters) is wrapped in `Batched`;
+`process_many` then claims a whole batch in the inbox with one statement and applies it in one transaction.
+Anything unusual about the batch (poison, a handler error, a lost connection) rolls it back and every
+message goes through `process` on its own, with its own retries and dead-lettering.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ tracer = trace.get_tracer("apptremind.consumer")
 
 DLQ_HEADER_PREFIX = "dlq-"
 Handler = Callable[[Conn, Decoded], Awaitable[None]]
+BatchHandler = Callable[[Conn, Sequence[Decoded]], Awaitable[None]]
 _SEEN = "SELECT 1 FROM inbox WHERE consumer = %s AND message_id = %s"
 T = TypeVar("T")
 
@@ -66,6 +72,15 @@ class SideEffect:
     # what was done): the inbox read before `run` is then one round trip per message that buys nothing.
     # A redelivered message still ends as DUPLICATE at the inbox claim.
     checks_inbox: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Batched:
+    """A handler that can apply many messages at once: `apply(conn, decoded_messages)` with the same
+    effect as `one` applied to each of them in turn (`one` is what a message retried alone gets)."""
+
+    one: Handler
+    apply: BatchHandler
 
 
 async def _nothing(conn: Conn, decoded: Decoded) -> None:
@@ -119,7 +134,7 @@ class MessageProcessor:
     consumer: str
     source: str
     pool: AsyncConnectionPool
-    handlers: Mapping[str, Handler | SideEffect]
+    handlers: Mapping[str, Handler | SideEffect | Batched]
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     # Where the inbox claim and the handler run; None: a unit of work of their own per message.
@@ -146,8 +161,70 @@ class MessageProcessor:
             ):
                 return await self._handle(msg, decoded)
 
+    async def process_many(self, msgs: Sequence[Incoming]) -> list[Outcome]:
+        """Every message processed, the ones of `Batched` topics together in one transaction with one
+        inbox statement; the outcomes in the order of `msgs`."""
+        outcomes: list[Outcome | None] = [None] * len(msgs)
+        batch: dict[str, tuple[int, Decoded]] = {}
+        alone: list[int] = []
+        for index, msg in enumerate(msgs):
+            if not isinstance(self.handlers.get(msg.topic), Batched):
+                alone.append(index)
+                continue
+            try:
+                decoded = decode(msg.topic, msg.value)
+            except EnvelopeError:
+                alone.append(index)  # dead-lettered there, with the usual trace and log
+                continue
+            if decoded.envelope.id in batch:
+                # A second copy of a message in one batch: the first claims it, this one is a duplicate.
+                outcomes[index] = Outcome.DUPLICATE
+                CONSUMER_DUPLICATES.labels(self.consumer, msg.topic).inc()
+                continue
+            batch[decoded.envelope.id] = (index, decoded)
+        if batch:
+            try:
+                claimed = await self._claim_and_apply_many([decoded for _, decoded in batch.values()])
+            except Exception as exc:
+                log.warning("batch_failed", size=len(batch), error=repr(exc))
+                alone.extend(index for index, _ in batch.values())
+            else:
+                for message_id, (index, decoded) in batch.items():
+                    fresh = message_id in claimed
+                    outcomes[index] = Outcome.PROCESSED if fresh else Outcome.DUPLICATE
+                    counter = CONSUMER_PROCESSED if fresh else CONSUMER_DUPLICATES
+                    counter.labels(self.consumer, decoded.envelope.type).inc()
+        results = await asyncio.gather(*(self.process(msgs[index]) for index in alone))
+        for index, outcome in zip(alone, results, strict=True):
+            outcomes[index] = outcome
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _claim_and_apply_many(self, batch: list[Decoded]) -> set[str]:
+        """The inbox claims of `batch` and its Batched handlers' effects in one transaction; the ids of the
+        messages applied (the others were already in the inbox)."""
+
+        async def work(conn: Conn) -> set[str]:
+            claimed = await inbox.claim_many(conn, self.consumer, [d.envelope.id for d in batch])
+            by_topic: dict[str, list[Decoded]] = {}
+            for decoded in batch:
+                if decoded.envelope.id in claimed:
+                    by_topic.setdefault(decoded.envelope.type, []).append(decoded)
+            for topic, decodeds in by_topic.items():
+                entry = self.handlers[topic]
+                assert isinstance(entry, Batched)
+                await entry.apply(conn, decodeds)
+            return claimed
+
+        if self.transact is not None:
+            # Works of one transaction are ordered by key; a batch spans tenants, so it takes none.
+            return await self.transact(work)
+        async with unit_of_work(self.pool) as conn:
+            return await work(conn)
+
     async def _handle(self, msg: Incoming, decoded: Decoded) -> Outcome:
         entry = self.handlers[msg.topic]
+        if isinstance(entry, Batched):
+            entry = entry.one
         handler = entry if not isinstance(entry, SideEffect) else entry.then or _nothing
         attempt = 0
         while True:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from psycopg_pool import AsyncConnectionPool
@@ -16,7 +16,7 @@ from apptremind_platform.consumer import KafkaConsumerRunner
 from apptremind_platform.db import Conn, unit_of_work
 from apptremind_platform.dlq import list_dead_letters, replay
 from apptremind_platform.envelope import Decoded, Event, encode
-from apptremind_platform.processing import Incoming, MessageProcessor, Outcome, RetryPolicy
+from apptremind_platform.processing import Batched, Incoming, MessageProcessor, Outcome, RetryPolicy
 from tests.fixtures.db import ServiceDb
 from tests.fixtures.effects import CREATE, effects, record_effect
 from tests.fixtures.kafka_io import read_until
@@ -167,3 +167,70 @@ async def test_unknown_major_version_goes_to_dlq_without_retries(
     assert handler.attempts == {}
     rows = service_db.execute("SELECT topic, headers->>'dlq-error' FROM outbox")
     assert rows == [(TOPIC + ".dlq", f"unsupported major version 2 on {TOPIC} (expected 1)")]
+
+
+class BatchRecorder(Flaky):
+    """Flaky that also applies many messages at once, counting the batches it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[int] = []
+
+    async def apply(self, conn: Conn, batch: Sequence[Decoded]) -> None:
+        self.batches.append(len(batch))
+        for decoded in batch:
+            await self(conn, decoded)
+
+
+async def test_a_batch_is_claimed_and_applied_together_and_dedupes(
+    service_db: ServiceDb, pool: AsyncConnectionPool
+) -> None:
+    service_db.execute(CREATE)
+    handler = BatchRecorder()
+    processor = MessageProcessor(
+        "test-consumer", "test", pool, {TOPIC: Batched(handler, handler.apply)}, RetryPolicy(), no_sleep
+    )
+    messages = [
+        Incoming(TOPIC, 0, n, b"biz", encode(cancelled("biz", f"k{n}"), source="test")) for n in range(5)
+    ]
+    assert await processor.process(messages[0]) is Outcome.PROCESSED  # already in the inbox
+
+    # k0 was seen before and k3 comes twice in the batch: each is applied once, in one batch of the rest.
+    outcomes = await processor.process_many([*messages, messages[3]])
+
+    assert outcomes == [Outcome.DUPLICATE] + [Outcome.PROCESSED] * 4 + [Outcome.DUPLICATE]
+    assert handler.batches == [4]
+    assert effects(service_db, "biz") == ["k0", "k1", "k2", "k3", "k4"]
+    assert await processor.process_many(messages) == [Outcome.DUPLICATE] * 5
+    assert effects(service_db, "biz") == ["k0", "k1", "k2", "k3", "k4"]
+
+
+async def test_a_failing_batch_rolls_back_and_each_message_goes_alone(
+    service_db: ServiceDb, pool: AsyncConnectionPool
+) -> None:
+    service_db.execute(CREATE)
+    handler = BatchRecorder()
+    handler.poison.add("bad")
+    processor = MessageProcessor(
+        "test-consumer", "test", pool, {TOPIC: Batched(handler, handler.apply)}, RetryPolicy(2), no_sleep
+    )
+    good = [Incoming(TOPIC, 0, n, b"biz", encode(cancelled("biz", f"k{n}"), source="test")) for n in range(3)]
+    bad = Incoming(TOPIC, 0, 9, b"biz", encode(cancelled("biz", "bad"), source="test"))
+    poison = Incoming(TOPIC, 0, 10, b"biz", b"not an envelope")
+
+    outcomes = await processor.process_many([good[0], bad, poison, good[1], good[2]])
+
+    # The batch failed on "bad" and rolled back; alone, the good ones are processed, "bad" is retried
+    # and dead-lettered, and the poison goes to the DLQ without ever reaching the handler.
+    assert outcomes == [
+        Outcome.PROCESSED,
+        Outcome.DEAD_LETTERED,
+        Outcome.DEAD_LETTERED,
+        Outcome.PROCESSED,
+        Outcome.PROCESSED,
+    ]
+    assert handler.batches == [4]
+    assert handler.attempts["bad"] == 1 + 2
+    assert effects(service_db, "biz") == ["k0", "k1", "k2"]
+    dead = service_db.execute("SELECT headers->>'dlq-original-offset' FROM outbox ORDER BY id")
+    assert sorted(str(r[0]) for r in dead) == ["10", "9"]

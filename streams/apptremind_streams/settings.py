@@ -19,8 +19,10 @@ class StreamsSettings(NotificationSettings):
     streams_data_dir: Path = Field(default_factory=lambda: Path(tempfile.gettempdir()) / "apptremind-streams")
     streams_log_level: str = "info"
     # Due reminders (and status events) are handled in batches of up to this many at once (one chain per
-    # appointment), waiting at most streams_batch_wait_s to fill one.
-    streams_batch_size: int = Field(default=32, ge=1)
+    # appointment), waiting at most streams_batch_wait_s to fill one. Larger batches share more commits:
+    # measured at 250 due/s offered on 2 cores, 32 sustained 175/s, 128 197/s and 256 209/s. Sends still
+    # queue for the providers' connections, so a batch does not mean that many sends at once.
+    streams_batch_size: int = Field(default=256, ge=1)
     streams_batch_wait_s: float = Field(default=0.02, gt=0)
     # The agents' transactions go through one group commit, one transaction at a time by default (see
     # group_commit.py on deadlocks); each in flight holds a connection, and dead-lettering needs a few more.

@@ -56,7 +56,9 @@ def sms_credits_for(settings: StreamsSettings) -> SmsCredits:
 async def build(settings: StreamsSettings) -> Pipeline:
     pool = await open_pool(settings.database_url, settings.db_pool_min, settings.db_pool_max, name="streams")
     providers = build_providers(ChannelSettings())
-    booking = GrpcBooking(open_channel(settings.booking_target), settings.booking_timeout_s)
+    booking = GrpcBooking(
+        open_channel(settings.booking_target), settings.booking_timeout_s, settings.booking_max_inflight
+    )
     # The messages in flight (a batch of due reminders, of status events) share their commits.
     group = GroupCommit(pool, max_inflight=settings.streams_commit_groups)
     dispatcher = Dispatcher(

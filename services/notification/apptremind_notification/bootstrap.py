@@ -38,7 +38,9 @@ def build_spec(
     def servicers(pool: AsyncConnectionPool, _: ServiceSettings) -> Sequence[tuple[object, str]]:
         own = settings or NotificationSettings()
         # The channel lives as long as the process; grpc.aio binds it to the running loop on first use.
-        used_booking = booking or GrpcBooking(open_channel(own.booking_target), own.booking_timeout_s)
+        used_booking = booking or GrpcBooking(
+            open_channel(own.booking_target), own.booking_timeout_s, own.booking_max_inflight
+        )
         servicer = NotificationServiceServicer(
             pool, used_booking, used_clock, own.sms_auth_tokens, dt.timedelta(days=own.reply_window_days)
         )

@@ -21,6 +21,9 @@ class NotificationSettings(ServiceSettings):
     # booking-service: GetReminderStatus before every reminder, Confirm/Cancel for SMS replies.
     booking_target: str = "127.0.0.1:50053"
     booking_timeout_s: float = Field(default=5.0, gt=0)
+    # Pre-send checks in flight at once per process; more wait their turn, unhurried by booking_timeout_s
+    # (a batch of 256 due reminders must not turn a slow booking-service into 256 timeouts).
+    booking_max_inflight: int = Field(default=32, ge=1)
     # billing-service meters SMS: every SMS reminder holds one credit of the plan's quota
     # (APPTREMIND_SMS_METERING; needs this service's client credentials, APPTREMIND_SERVICE_CLIENT_SECRET).
     # false only for harnesses and local runs without billing.

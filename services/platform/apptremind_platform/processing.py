@@ -14,9 +14,10 @@ By default each message's inbox claim and handler get a unit of work of their ow
 `transact` (a group commit, say) runs them through it instead, so many messages can share one commit.
 
 A handler whose effects for many messages are cheaper applied together (counters) is wrapped in `Batched`;
-`process_many` then claims a whole batch in the inbox with one statement and applies it in one transaction.
-Anything unusual about the batch (poison, a handler error, a lost connection) rolls it back and every
-message goes through `process` on its own, with its own retries and dead-lettering.
+`process_many` then claims a whole batch in the inbox with one statement and applies it in one transaction
+of its own (never through `transact`: a batch spans tenants, so it cannot take its locks in the order a
+group commit's works do). Anything unusual about the batch (poison, a handler error, a lost connection)
+rolls it back and every message goes through `process` on its own, with its own retries and dead-lettering.
 """
 
 from __future__ import annotations
@@ -183,43 +184,44 @@ class MessageProcessor:
                 continue
             batch[decoded.envelope.id] = (index, decoded)
         if batch:
-            try:
-                claimed = await self._claim_and_apply_many([decoded for _, decoded in batch.values()])
-            except Exception as exc:
-                log.warning("batch_failed", size=len(batch), error=repr(exc))
-                alone.extend(index for index, _ in batch.values())
-            else:
-                for message_id, (index, decoded) in batch.items():
-                    fresh = message_id in claimed
-                    outcomes[index] = Outcome.PROCESSED if fresh else Outcome.DUPLICATE
-                    counter = CONSUMER_PROCESSED if fresh else CONSUMER_DUPLICATES
-                    counter.labels(self.consumer, decoded.envelope.type).inc()
+            with tracer.start_as_current_span(
+                f"consume batch {self.consumer}",
+                kind=trace.SpanKind.CONSUMER,
+                attributes={"size": len(batch)},
+            ):
+                try:
+                    claimed = await self._claim_and_apply_many([decoded for _, decoded in batch.values()])
+                except Exception as exc:
+                    log.warning("batch_failed", consumer=self.consumer, size=len(batch), error=repr(exc))
+                    alone.extend(index for index, _ in batch.values())
+                else:
+                    for message_id, (index, decoded) in batch.items():
+                        fresh = message_id in claimed
+                        outcomes[index] = Outcome.PROCESSED if fresh else Outcome.DUPLICATE
+                        counter = CONSUMER_PROCESSED if fresh else CONSUMER_DUPLICATES
+                        counter.labels(self.consumer, decoded.envelope.type).inc()
         results = await asyncio.gather(*(self.process(msgs[index]) for index in alone))
         for index, outcome in zip(alone, results, strict=True):
             outcomes[index] = outcome
-        return [outcome for outcome in outcomes if outcome is not None]
+        done = [outcome for outcome in outcomes if outcome is not None]
+        assert len(done) == len(msgs), "a message of the batch was left without an outcome"
+        return done
 
     async def _claim_and_apply_many(self, batch: list[Decoded]) -> set[str]:
         """The inbox claims of `batch` and its Batched handlers' effects in one transaction; the ids of the
-        messages applied (the others were already in the inbox)."""
-
-        async def work(conn: Conn) -> set[str]:
+        messages applied (the others were already in the inbox). Each handler gets all of its messages in
+        one call (topics may share one), so it can take its locks in an order of its own."""
+        async with unit_of_work(self.pool) as conn:
             claimed = await inbox.claim_many(conn, self.consumer, [d.envelope.id for d in batch])
-            by_topic: dict[str, list[Decoded]] = {}
+            by_handler: dict[int, tuple[Batched, list[Decoded]]] = {}
             for decoded in batch:
                 if decoded.envelope.id in claimed:
-                    by_topic.setdefault(decoded.envelope.type, []).append(decoded)
-            for topic, decodeds in by_topic.items():
-                entry = self.handlers[topic]
-                assert isinstance(entry, Batched)
+                    entry = self.handlers[decoded.envelope.type]
+                    assert isinstance(entry, Batched)
+                    by_handler.setdefault(id(entry), (entry, []))[1].append(decoded)
+            for entry, decodeds in by_handler.values():
                 await entry.apply(conn, decodeds)
             return claimed
-
-        if self.transact is not None:
-            # Works of one transaction are ordered by key; a batch spans tenants, so it takes none.
-            return await self.transact(work)
-        async with unit_of_work(self.pool) as conn:
-            return await work(conn)
 
     async def _handle(self, msg: Incoming, decoded: Decoded) -> Outcome:
         entry = self.handlers[msg.topic]

@@ -1,5 +1,5 @@
 """What the agents share, built once per worker inside its event loop: the notification database pool,
-one group commit for every transaction the agents make, the providers, the booking client and the three
+one group commit for the agents' transactions (a batch of status events commits on its own), the providers, the booking client and the three
 MessageProcessors."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def build(settings: StreamsSettings) -> Pipeline:
     booking = GrpcBooking(
         open_channel(settings.booking_target), settings.booking_timeout_s, settings.booking_max_inflight
     )
-    # The messages in flight (a batch of due reminders, of status events) share their commits.
+    # The messages in flight (a batch of due reminders; status events retried one at a time) share commits.
     group = GroupCommit(pool, max_inflight=settings.streams_commit_groups)
     dispatcher = Dispatcher(
         pool,

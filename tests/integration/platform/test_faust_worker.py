@@ -58,6 +58,7 @@ def run_worker_until_done(
             "PROBE_BROKER": kafka.bootstrap_servers,
             "PROBE_DSN": service_db.dsn,
             "PROBE_APP_ID": f"faust-probe-{uuid.uuid4().hex[:8]}",
+            "PROBE_DATA_DIR": str(tmp_path / "faust-data"),
         }
         worker = subprocess.Popen(
             [sys.executable, "-m", "faust", "-A", "tests.fixtures.faust_probe_app", "worker", "-l", "warn"],

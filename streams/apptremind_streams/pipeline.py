@@ -50,7 +50,12 @@ def sms_credits_for(settings: StreamsSettings) -> SmsCredits:
             "SMS metering needs the service's client credentials (APPTREMIND_SERVICE_CLIENT_SECRET); "
             "set APPTREMIND_SMS_METERING=false to send without billing"
         )
-    return GrpcSmsCredits(open_channel(settings.billing_target), tokens, settings.billing_timeout_s)
+    return GrpcSmsCredits(
+        open_channel(settings.billing_target),
+        tokens,
+        settings.billing_timeout_s,
+        settings.billing_max_inflight,
+    )
 
 
 async def build(settings: StreamsSettings) -> Pipeline:

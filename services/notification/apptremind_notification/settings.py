@@ -30,6 +30,8 @@ class NotificationSettings(ServiceSettings):
     sms_metering: bool = True
     billing_target: str = "127.0.0.1:50054"
     billing_timeout_s: float = Field(default=5.0, gt=0)
+    # SMS credit reservations in flight at once per process (as booking_max_inflight).
+    billing_max_inflight: int = Field(default=32, ge=1)
     # The SMS provider account's auth token (the same APPTREMIND_SMS_AUTH_TOKEN the provider sends with):
     # status callbacks and inbound replies are signed with it. A secondary provider's token also counts.
     sms_auth_token: str = ""

@@ -13,7 +13,7 @@ import pytest
 from apptremind_devstack.kafka import KafkaBroker
 from apptremind_devstack.postgres import PostgresServer
 from tests.e2e.conftest import Platform, platform_running
-from tests.e2e.test_signup_and_catalog import sign_up_owner
+from tests.e2e.test_signup_and_catalog import add_staff, sign_up_owner
 
 AVAILABILITY = """query($slug: String!, $service: ID!, $from: DateTime!, $to: DateTime!, $tz: String!) {
   availability(businessSlug: $slug, serviceId: $service, from: $from, to: $to, timeZone: $tz) {
@@ -32,20 +32,7 @@ async def salon(postgres: PostgresServer, kafka: KafkaBroker) -> Any:
     ) as platform:
         owner = await sign_up_owner(platform, "booking-salon")
         token, business_id = owner["token"], owner["business_id"]
-        staff = (
-            await platform.ok(
-                'mutation($b: ID!) { createStaff(input: {businessId: $b, name: "Ada"}) { id } }',
-                token,
-                b=business_id,
-            )
-        )["createStaff"]["id"]
-        hours = ", ".join(f'{{weekday: {d}, startTime: "08:00", endTime: "20:00"}}' for d in range(1, 8))
-        await platform.ok(
-            f"mutation($b: ID!, $s: ID!) {{ setWorkingHours(input: {{businessId: $b, staffId: $s, hours: [{hours}]}}) {{ staffId }} }}",
-            token,
-            b=business_id,
-            s=staff,
-        )
+        staff = await add_staff(platform, token, business_id, "Ada")
         service = (
             await platform.ok(
                 """mutation($b: ID!, $s: ID!) { createService(input: {businessId: $b, name: "Cut",

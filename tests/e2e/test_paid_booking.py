@@ -26,7 +26,7 @@ from apptremind_devstack.stripe_mock import StripeMock
 from apptremind_platform.envelope import decode
 from tests.e2e.conftest import Platform, platform_running
 from tests.e2e.test_billing import SECRET, billing_settings, post_webhook
-from tests.e2e.test_signup_and_catalog import sign_up_owner
+from tests.e2e.test_signup_and_catalog import add_staff, sign_up_owner
 
 SLUG = "deposit-studio"
 HOLD_S = 8.0
@@ -52,20 +52,7 @@ def stripe_mock(workdir: Path) -> Iterator[StripeMock]:
 async def set_up(platform: Platform) -> tuple[dict[str, Any], str]:
     owner = await sign_up_owner(platform, SLUG)
     token, business_id = owner["token"], owner["business_id"]
-    staff = (
-        await platform.ok(
-            'mutation($b: ID!) { createStaff(input: {businessId: $b, name: "Ada"}) { id } }',
-            token,
-            b=business_id,
-        )
-    )["createStaff"]["id"]
-    hours = ", ".join(f'{{weekday: {d}, startTime: "08:00", endTime: "20:00"}}' for d in range(1, 8))
-    await platform.ok(
-        f"mutation($b: ID!, $s: ID!) {{ setWorkingHours(input: {{businessId: $b, staffId: $s, hours: [{hours}]}}) {{ staffId }} }}",
-        token,
-        b=business_id,
-        s=staff,
-    )
+    staff = await add_staff(platform, token, business_id, "Ada")
     service = (
         await platform.ok(
             """mutation($b: ID!, $s: ID!) { createService(input: {businessId: $b, name: "Colour",

@@ -25,7 +25,7 @@ from apptremind_devstack.sms_server import SmsServer
 from apptremind_devstack.smtp_sink import SmtpSink
 from apptremind_platform.webhook_signatures import twilio_signature
 from tests.e2e.conftest import SPECS, Platform, platform_running
-from tests.e2e.test_signup_and_catalog import sign_up_owner
+from tests.e2e.test_signup_and_catalog import add_staff, sign_up_owner
 from tests.fixtures.streams import StreamsWorker, running_streams
 
 SLUG = "reminder-salon"
@@ -83,23 +83,10 @@ async def pipeline(
 
 async def set_up_salon(platform: Platform, owner: dict[str, Any]) -> tuple[str, list[str]]:
     token, business_id = owner["token"], owner["business_id"]
-    staff = []
-    for name in ("Ada", "Bo", "Cy"):
-        created = await platform.ok(
-            "mutation($b: ID!, $n: String!) { createStaff(input: {businessId: $b, name: $n}) { id } }",
-            token,
-            b=business_id,
-            n=name,
-        )
-        staff.append(created["createStaff"]["id"])
-        # Open around the clock, so the test finds slots whatever time it runs.
-        hours = ", ".join(f'{{weekday: {d}, startTime: "00:00", endTime: "24:00"}}' for d in range(1, 8))
-        await platform.ok(
-            f"mutation($b: ID!, $s: ID!) {{ setWorkingHours(input: {{businessId: $b, staffId: $s, hours: [{hours}]}}) {{ staffId }} }}",
-            token,
-            b=business_id,
-            s=staff[-1],
-        )
+    # Open around the clock, so the test finds slots whatever time it runs.
+    staff = [
+        await add_staff(platform, token, business_id, name, "00:00", "24:00") for name in ("Ada", "Bo", "Cy")
+    ]
     service = await platform.ok(
         """mutation($b: ID!, $s: [ID!]!) { createService(input: {businessId: $b, name: "Haarschnitt",
              durationMinutes: 30, priceMinor: 2500, staffIds: $s}) { id } }""",

@@ -36,6 +36,28 @@ async def sign_up_owner(platform: Platform, name: str) -> dict[str, Any]:
     }
 
 
+async def add_staff(
+    platform: Platform, token: str, business_id: str, name: str, opens: str = "08:00", closes: str = "20:00"
+) -> str:
+    """A staff member working every day from `opens` to `closes`; returns the staff id."""
+    staff = (
+        await platform.ok(
+            "mutation($b: ID!, $n: String!) { createStaff(input: {businessId: $b, name: $n}) { id } }",
+            token,
+            b=business_id,
+            n=name,
+        )
+    )["createStaff"]["id"]
+    hours = ", ".join(f'{{weekday: {d}, startTime: "{opens}", endTime: "{closes}"}}' for d in range(1, 8))
+    await platform.ok(
+        f"mutation($b: ID!, $s: ID!) {{ setWorkingHours(input: {{businessId: $b, staffId: $s, hours: [{hours}]}}) {{ staffId }} }}",
+        token,
+        b=business_id,
+        s=staff,
+    )
+    return str(staff)
+
+
 async def test_signup_to_a_usable_business(platform: Platform) -> None:
     owner = await sign_up_owner(platform, "salon-nord")
     token, business_id = owner["token"], owner["business_id"]

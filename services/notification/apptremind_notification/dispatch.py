@@ -87,16 +87,6 @@ class Job:
 
 
 @dataclass(frozen=True, slots=True)
-class _Claimed:
-    """What the claim transaction read: the row, and what the checks after booking's answer need from the
-    database (read there rather than in a transaction of their own)."""
-
-    row: repository.DeliveryRow
-    opted_out: bool = False
-    template: tuple[str, str] | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class Outcome:
     status: str
     delivery_id: uuid.UUID
@@ -155,8 +145,8 @@ class Dispatcher:
         provider = self._providers[job.channel]
         locale = job.data.get("locale") or compose.FALLBACK_LOCALE
 
-        async def claim(conn: Conn) -> _Claimed:
-            found = await repository.claim_delivery(
+        async def claim(conn: Conn) -> repository.DispatchClaim:
+            return await repository.claim_delivery(
                 conn,
                 job.business_id,
                 job.idempotency_key,
@@ -169,9 +159,6 @@ class Dispatcher:
                 compose.locales_for(locale),
                 entitlements.CUSTOM_TEMPLATES,
             )
-            # A business whose plan no longer includes custom templates gets the default wording.
-            own = found.template if entitlements.allows(found.template_limit) else None
-            return _Claimed(found.row, found.opted_out, own)
 
         claimed = await self._transact(claim, key=str(job.business_id))
         row = claimed.row
@@ -232,7 +219,9 @@ class Dispatcher:
                 return await self._sms_quota_spent(job, delivery_id)
 
         try:
-            rendered = self._render(job, start, end, locale, claimed.template)
+            # A business whose plan no longer includes custom templates gets the default wording.
+            own = claimed.template if entitlements.allows(claimed.template_limit) else None
+            rendered = self._render(job, start, end, locale, own)
         except TemplateError as err:
             return await self._fail(job, delivery_id, "", f"template_invalid: {err}")
         attachments = (

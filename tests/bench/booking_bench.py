@@ -41,6 +41,7 @@ from apptremind_gen.apptremind.booking import v1 as booking
 from apptremind_platform.grpc_bridge import AsyncServiceClient, open_channel
 from apptremind_platform.settings import ServiceSettings
 from apptremind_platform.topics import ensure_topics
+from tests.bench.proc_cpu import process_cpu_seconds
 from tests.e2e.conftest import SPECS
 from tests.fixtures.services import database_for, settings_for
 
@@ -120,12 +121,9 @@ class Processes:
 
     def cpu_seconds(self) -> dict[str, float]:
         """User + system CPU time of every child so far, and of this process ("load generator")."""
-        tick = os.sysconf("SC_CLK_TCK")
-        out = {"load generator": time.process_time()}
-        for name, pid in self.pids.items():
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            out[name] = (int(fields[11]) + int(fields[12])) / tick
-        return out
+        return {"load generator": time.process_time()} | {
+            name: process_cpu_seconds(pid) for name, pid in self.pids.items()
+        }
 
     def stop(self) -> None:
         for child, _ in reversed(self._children):

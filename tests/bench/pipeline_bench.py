@@ -27,6 +27,7 @@ from apptremind_devstack.postgres import PostgresServer
 from apptremind_devstack.sms_server import SmsServer
 from apptremind_devstack.smtp_sink import SmtpSink
 from apptremind_platform.topics import ensure_topics
+from tests.bench.proc_cpu import cpu_by_command, machine_cpu_seconds, process_cpu_seconds
 from tests.fixtures.pipeline import request_reminders, running_pipeline
 
 # Requests are all written before the first one falls due: a fixed margin plus the time writing them takes
@@ -76,36 +77,8 @@ def pct(values: list[float], q: float) -> float:
 
 
 def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        # Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks
-    return total
-
-
-def cpu_by_command() -> collections.Counter[str]:
-    """User + system CPU seconds of every live process so far, summed by command name (Linux /proc)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    totals: collections.Counter[str] = collections.Counter()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue  # exited meanwhile
-        name = text[text.index("(") + 1 : text.rindex(")")]
-        fields = text.rpartition(")")[2].split()
-        totals[name] += (int(fields[11]) + int(fields[12])) / ticks
-    return totals
-
-
-def machine_cpu_seconds() -> float:
-    """CPU seconds every core of the machine spent busy so far (/proc/stat, all but idle and iowait)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    busy = sum(values[:8]) - values[3] - values[4]
-    return busy / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of these processes so far."""
+    return sum(process_cpu_seconds(pid) for pid in pids)
 
 
 def stage_ms(rows: Iterable[Sequence[object]]) -> list[float]:

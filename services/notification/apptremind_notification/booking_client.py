@@ -7,7 +7,6 @@ self-service token (the reminder's manage_token).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
@@ -71,22 +70,20 @@ def _error(err: grpc.aio.AioRpcError) -> Exception:
 
 class GrpcBooking:
     def __init__(self, channel: grpc.aio.Channel, timeout_s: float = 5.0, max_inflight: int = 32) -> None:
-        self._client = AsyncServiceClient(channel, BOOKING_SERVICE)
+        # Status checks queue in the client rather than all racing their deadlines at booking-service at once.
+        self._client = AsyncServiceClient(channel, BOOKING_SERVICE, max_inflight)
         self._timeout = timeout_s
-        # Status checks queue here rather than all racing their deadlines at booking-service at once.
-        self._slots = asyncio.Semaphore(max_inflight)
 
     async def reminder_status(self, manage_token: str, idempotency_key: str) -> ReminderStatus:
         try:
-            async with self._slots:
-                response = await self._client.call(
-                    "GetReminderStatus",
-                    booking_pb.GetReminderStatusRequest(
-                        self_service_token=manage_token, idempotency_key=idempotency_key
-                    ),
-                    booking_pb.GetReminderStatusResponse,
-                    timeout=self._timeout,
-                )
+            response = await self._client.call(
+                "GetReminderStatus",
+                booking_pb.GetReminderStatusRequest(
+                    self_service_token=manage_token, idempotency_key=idempotency_key
+                ),
+                booking_pb.GetReminderStatusResponse,
+                timeout=self._timeout,
+            )
         except grpc.aio.AioRpcError as err:
             raise _error(err) from err
         appointment = response.appointment

@@ -10,7 +10,6 @@ service token (docs/adr/0013-service-credentials.md).
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from typing import Protocol
 
@@ -71,11 +70,10 @@ class GrpcSmsCredits:
     def __init__(
         self, channel: grpc.aio.Channel, tokens: ServiceTokens, timeout_s: float = 5.0, max_inflight: int = 32
     ) -> None:
-        self._client = AsyncServiceClient(channel, BILLING_SERVICE)
+        # Calls queue in the client rather than all racing their deadlines at billing-service at once.
+        self._client = AsyncServiceClient(channel, BILLING_SERVICE, max_inflight)
         self._tokens = tokens
         self._timeout = timeout_s
-        # Reservations queue here rather than all racing their deadlines at billing-service at once.
-        self._slots = asyncio.Semaphore(max_inflight)
 
     async def _metadata(self) -> list[tuple[str, str]]:
         try:
@@ -85,20 +83,19 @@ class GrpcSmsCredits:
 
     async def reserve(self, business_id: uuid.UUID, reservation_id: uuid.UUID) -> bool:
         try:
-            async with self._slots:
-                await self._client.call(
-                    "ReserveUsage",
-                    billing_pb.ReserveUsageRequest(
-                        business_id=str(business_id),
-                        meter=SMS_METER,
-                        quantity=1,
-                        reservation_id=str(reservation_id),
-                        ttl_seconds=RESERVATION_TTL_S,
-                    ),
-                    billing_pb.ReserveUsageResponse,
-                    metadata=await self._metadata(),
-                    timeout=self._timeout,
-                )
+            await self._client.call(
+                "ReserveUsage",
+                billing_pb.ReserveUsageRequest(
+                    business_id=str(business_id),
+                    meter=SMS_METER,
+                    quantity=1,
+                    reservation_id=str(reservation_id),
+                    ttl_seconds=RESERVATION_TTL_S,
+                ),
+                billing_pb.ReserveUsageResponse,
+                metadata=await self._metadata(),
+                timeout=self._timeout,
+            )
         except grpc.aio.AioRpcError as err:
             if err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 return False

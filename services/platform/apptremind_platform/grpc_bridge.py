@@ -9,6 +9,7 @@ A servicer is any object with an `async def` per RPC, named in snake_case (`GetJ
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib
 import inspect
@@ -141,13 +142,20 @@ class AsyncServiceClient:
 
     `await client.call("Get", GetRequest(...))` sends the request and returns the decoded response. Calls made
     while handling a request inherit its request id, caller identity and remaining deadline.
+
+    `max_inflight` caps the unary calls this client has in flight at once: more wait their turn, and a call's
+    own timeout starts only when it is sent, so a burst (a batch of reminders) queues here instead of racing
+    its deadlines at a slow server.
     """
 
-    def __init__(self, channel: grpc.aio.Channel, service_full_name: str) -> None:
+    def __init__(
+        self, channel: grpc.aio.Channel, service_full_name: str, max_inflight: int | None = None
+    ) -> None:
         self._channel = channel
         self.service = service_full_name
         self._methods = service_methods(service_full_name)
         self._callables: dict[str, Any] = {}
+        self._slots = asyncio.Semaphore(max_inflight) if max_inflight else None
 
     def _spec(self, method: str, request: betterproto2.Message, streaming: bool) -> MethodSpec:
         spec = self._methods.get(method)
@@ -206,6 +214,18 @@ class AsyncServiceClient:
         spec = self._spec(method, request, streaming=False)
         if response_type is not None and not issubclass(spec.response_type, response_type):
             raise TypeError(f"{self.service}/{method} returns {spec.response_type.__name__}")
+        if self._slots is None:
+            return await self._send(spec, request, metadata, timeout)
+        async with self._slots:
+            return await self._send(spec, request, metadata, timeout)
+
+    async def _send(
+        self,
+        spec: MethodSpec,
+        request: betterproto2.Message,
+        metadata: Metadata | None,
+        timeout: float | None,  # noqa: ASYNC109 - sent to the server as the call's deadline
+    ) -> betterproto2.Message:
         response: betterproto2.Message = await self._callable(spec)(
             request, metadata=outgoing_metadata(metadata), timeout=outgoing_timeout(timeout)
         )

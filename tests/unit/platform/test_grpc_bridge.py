@@ -51,6 +51,9 @@ class GetOnlyScheduler:
     def __init__(self) -> None:
         self.relay_port = 0
         self.inherited: list[tuple[str, Caller, float | None]] = []
+        # Get with key "slow" takes 0.2 s; how many ran at once, at most.
+        self.running = 0
+        self.most_running = 0
 
     async def get(self, request: GetRequest, context: grpc.aio.ServicerContext) -> GetResponse:
         if request.idempotency_key == "relay":
@@ -58,6 +61,11 @@ class GetOnlyScheduler:
                 return await AsyncServiceClient(channel, SCHEDULER).call(
                     "Get", GetRequest(business_id=request.business_id, idempotency_key="inner"), GetResponse
                 )
+        if request.idempotency_key == "slow":
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            await asyncio.sleep(0.2)
+            self.running -= 1
         if request.idempotency_key == "inner":
             self.inherited.append((current_request_id.get(), current_caller.get(), deadline.remaining()))
         return GetResponse(
@@ -142,6 +150,26 @@ async def test_bridged_method_answers_typed_responses(client: AsyncServiceClient
     assert response.job.idempotency_key == "k-1"
     assert response.job.due_at == DUE
     assert response.job.state == JobState.SCHEDULED
+
+
+async def test_max_inflight_queues_calls_and_starts_each_deadline_when_sent(
+    served: GrpcServer, servicer: GetOnlyScheduler
+) -> None:
+    async with open_channel(f"127.0.0.1:{served.port}") as channel:
+        client = AsyncServiceClient(channel, SCHEDULER, max_inflight=2)
+        # Six calls of 0.2 s, two at a time, take 0.6 s: more than each call's 0.35 s timeout, so they all
+        # succeed only if a call's deadline starts when it is sent, not when it starts waiting.
+        responses = await asyncio.gather(
+            *(
+                client.call(
+                    "Get", GetRequest(business_id="b", idempotency_key="slow"), GetResponse, timeout=0.35
+                )
+                for _ in range(6)
+            )
+        )
+
+    assert len(responses) == 6
+    assert servicer.most_running == 2
 
 
 async def test_methods_the_servicer_lacks_are_unimplemented(client: AsyncServiceClient) -> None:

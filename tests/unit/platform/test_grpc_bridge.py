@@ -51,7 +51,7 @@ class GetOnlyScheduler:
     def __init__(self) -> None:
         self.relay_port = 0
         self.inherited: list[tuple[str, Caller, float | None]] = []
-        # Get with key "slow" takes 0.2 s; how many ran at once, at most.
+        # Get with key "slow" takes 0.5 s; how many ran at once, at most.
         self.running = 0
         self.most_running = 0
 
@@ -64,7 +64,7 @@ class GetOnlyScheduler:
         if request.idempotency_key == "slow":
             self.running += 1
             self.most_running = max(self.most_running, self.running)
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.5)
             self.running -= 1
         if request.idempotency_key == "inner":
             self.inherited.append((current_request_id.get(), current_caller.get(), deadline.remaining()))
@@ -157,18 +157,20 @@ async def test_max_inflight_queues_calls_and_starts_each_deadline_when_sent(
 ) -> None:
     async with open_channel(f"127.0.0.1:{served.port}") as channel:
         client = AsyncServiceClient(channel, SCHEDULER, max_inflight=2)
-        # Six calls of 0.2 s, two at a time, take 0.6 s: more than each call's 0.35 s timeout, so they all
-        # succeed only if a call's deadline starts when it is sent, not when it starts waiting.
+        # Eight calls of 0.5 s, two at a time: the last two wait 1.5 s before they are sent, more than
+        # each call's 1.2 s timeout, so they succeed only if a call's deadline starts when it is sent,
+        # not when it starts waiting. A loaded machine only lengthens that wait; a call itself has
+        # 0.7 s to spare.
         responses = await asyncio.gather(
             *(
                 client.call(
-                    "Get", GetRequest(business_id="b", idempotency_key="slow"), GetResponse, timeout=0.35
+                    "Get", GetRequest(business_id="b", idempotency_key="slow"), GetResponse, timeout=1.2
                 )
-                for _ in range(6)
+                for _ in range(8)
             )
         )
 
-    assert len(responses) == 6
+    assert len(responses) == 8
     assert servicer.most_running == 2
 
 

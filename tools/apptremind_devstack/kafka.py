@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -291,6 +292,20 @@ class KafkaBroker:
         if proc.poll() is None:
             _osproc.kill_group(proc.pid)
         self._reap()
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Freeze the broker (SIGSTOP) for the block, as a long GC pause or a stalled VM would: connections
+        stay open and requests sent meanwhile get no answer until it resumes."""
+        pid = self.pid
+        if pid is None:
+            raise RuntimeError("Kafka broker is not running")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     def restart(self, timeout: float = 90) -> None:
         self.stop()

@@ -20,6 +20,7 @@ from apptremind_scheduler.producer import AsyncProducer
 from apptremind_scheduler.wakeup import Wakeup
 from apptremind_scheduler.worker import Worker
 from tests.fixtures.db import ServiceDb
+from tests.fixtures.kafka_io import ReadGaveUp, Record
 from tests.fixtures.services import database_for, running_service
 from tests.fixtures.tokens import SigningKeys
 from tests.integration.scheduler.support import (
@@ -47,6 +48,18 @@ def insert_due_jobs(db: ServiceDb, business_id: str, count: int, in_seconds: flo
         """,
         (business_id, DUE_TOPIC, PAYLOAD.type_url, bytes(PAYLOAD.value), count, in_seconds),
     )
+
+
+def missing_jobs(db: ServiceDb, business_id: str, records: list[Record], broker_log: Path) -> str:
+    """What a failed read-back lacked: the jobs without an event, as the table has them, and the end of
+    the broker's log (the test's working directory is gone once the session ends)."""
+    emitted = emitted_per_job(records)
+    rows = db.execute(
+        "SELECT job_id, state, attempts, updated_at FROM job WHERE business_id = %s", (business_id,)
+    )
+    missing = [row for row in rows if str(row[0]) not in emitted]
+    tail = broker_log.read_text(errors="replace").splitlines()[-60:] if broker_log.is_file() else []
+    return f"jobs without an event: {missing}\nbroker log tail:\n" + "\n".join(tail)
 
 
 def state_counts(db: ServiceDb, business_id: str) -> dict[str, int]:
@@ -159,14 +172,72 @@ async def test_a_failed_publish_is_retried_with_backoff_until_kafka_is_back(
             await eventually(
                 lambda: state_counts(db, business_id) == {"completed": 20}, timeout_s=90, what="all completed"
             )
-            records = await asyncio.to_thread(
-                read_due, broker.bootstrap_servers, {business_id}, expected=20, settle_s=2.0
-            )
+            try:
+                records = await asyncio.to_thread(
+                    read_due, broker.bootstrap_servers, {business_id}, expected=20, settle_s=2.0
+                )
+            except ReadGaveUp as gave_up:
+                raise AssertionError(
+                    f"{gave_up}; {missing_jobs(db, business_id, gave_up.records, broker.log_file)}"
+                ) from gave_up
     finally:
         await asyncio.to_thread(broker.stop)
     counts = emitted_per_job(records)
     assert len(counts) == 20 and set(counts.values()) == {1}
     assert db.execute("SELECT DISTINCT last_error FROM job WHERE business_id = %s", (business_id,)) == [("",)]
+
+
+async def test_a_broker_that_stalls_mid_publish_loses_no_due_event(
+    postgres: PostgresServer, workdir: Path, keys: SigningKeys
+) -> None:
+    """A frozen broker (a long GC pause, a stalled VM) makes batches time out while they are in flight: the
+    broker may still write them, so a retry can emit a job twice (consumers dedupe by event id), but a job
+    is never completed without its event on the topic."""
+    db = scheduler_db(postgres)
+    business_id = str(uuid.uuid4())
+    broker = KafkaBroker(
+        workdir / f"kafka-stall-{uuid.uuid4().hex[:6]}",
+        port=free_port(),
+        controller_port=free_port(),
+        log_file=workdir / "kafka-stall.log",
+    )
+    await asyncio.to_thread(broker.start)
+    engine = fast_engine(
+        scheduler_publish_timeout_s=1.0,
+        scheduler_max_attempts=1000,
+        scheduler_backoff_base_s=0.2,
+        scheduler_backoff_max_s=1.0,
+        scheduler_batch_size=50,
+    )
+    try:
+        await asyncio.to_thread(ensure_topics, broker.bootstrap_servers)
+        async with running_service(build_spec(engine, consumers=False), db, broker, jwks=keys.jwks):
+            insert_due_jobs(db, business_id, 3000, in_seconds=0.5)
+            # Six stalls longer than the publish timeout, with the workers publishing between them.
+            for _ in range(6):
+                await asyncio.sleep(0.4)
+                with broker.paused():
+                    await asyncio.sleep(1.6)
+            await eventually(
+                lambda: state_counts(db, business_id) == {"completed": 3000},
+                timeout_s=120,
+                what="all completed",
+            )
+            records = await asyncio.to_thread(
+                read_due, broker.bootstrap_servers, {business_id}, expected=3000, settle_s=2.0
+            )
+    finally:
+        await asyncio.to_thread(broker.stop)
+    counts = emitted_per_job(records)
+    assert len(counts) == 3000
+    attempts = {
+        str(job_id): int(str(n))
+        for job_id, n in db.execute("SELECT job_id, attempts FROM job WHERE business_id = %s", (business_id,))
+    }
+    # The stalls did hit publishes in flight...
+    assert max(attempts.values()) >= 2
+    # ...and an event emitted twice belongs to a job whose first publish timed out.
+    assert all(attempts[job_id] >= n for job_id, n in counts.items())
 
 
 async def test_a_job_is_failed_after_its_last_attempt(

@@ -223,12 +223,14 @@ async def test_refused_connection_is_retryable() -> None:
 
 async def test_waiting_for_a_connection_is_not_bounded_by_the_timeout() -> None:
     async def busy(_: web.Request) -> web.StreamResponse:
-        await asyncio.sleep(0.15)
+        await asyncio.sleep(0.4)
         return created()
 
     async with api(busy) as server:
-        # 8 sends over 2 connections take 4 x 0.15 s, longer than the timeout: the queued ones wait, not fail.
-        p = provider(server.url, timeout=0.4, max_connections=2)
+        # 8 sends over 2 connections take 4 x 0.4 s: the last two wait 1.2 s for a connection, longer than
+        # the timeout, and must wait, not fail. A loaded machine only lengthens that wait; a send itself
+        # has 0.5 s to spare.
+        p = provider(server.url, timeout=0.9, max_connections=2)
         try:
             results = await asyncio.gather(*(p.send(sms(f"d-{i}")) for i in range(8)))
         finally:

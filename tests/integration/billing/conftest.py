@@ -34,7 +34,9 @@ def billing_keys() -> SigningKeys:
     return SigningKeys()
 
 
-@pytest.fixture(scope="session")
+# Package scope: its settler and housekeeping run every 0.1-0.2 s, which the suites after billing's need not
+# carry for the rest of the session.
+@pytest.fixture(scope="package")
 async def billing(
     postgres: PostgresServer, kafka: KafkaBroker, stripe_mock: StripeMock, billing_keys: SigningKeys
 ) -> AsyncIterator[Harness]:

@@ -81,6 +81,17 @@ def provider(
     return TwilioProvider("twilio", url, SID, TOKEN, sender, status_callback_url, timeout, max_connections)
 
 
+async def send_failing(url: str, timeout_s: float = 10.0) -> ProviderError:
+    """Sends one SMS that must fail and returns the provider's error."""
+    p = provider(url, timeout=timeout_s)
+    try:
+        with pytest.raises(ProviderError) as caught:
+            await p.send(sms())
+    finally:
+        await p.aclose()
+    return caught.value
+
+
 def sms(reference: str = "d-1") -> OutgoingMessage:
     return OutgoingMessage(
         channel="sms", recipient="+4915112345678", text="Bis morgen 14:30", reference=reference
@@ -168,13 +179,8 @@ def answer(status: int, body: object) -> Handler:
 )
 async def test_error_mapping(status: int, body: object, retryable: bool, reason: str) -> None:
     async with api(answer(status, body)) as server:
-        p = provider(server.url)
-        try:
-            with pytest.raises(ProviderError) as caught:
-                await p.send(sms())
-        finally:
-            await p.aclose()
-    assert (caught.value.reason, caught.value.retryable, caught.value.provider) == (
+        error = await send_failing(server.url)
+    assert (error.reason, error.retryable, error.provider) == (
         reason,
         retryable,
         "twilio",
@@ -186,13 +192,8 @@ async def test_redirects_are_not_followed() -> None:
         raise web.HTTPFound("/elsewhere")
 
     async with api(redirect) as server:
-        p = provider(server.url)
-        try:
-            with pytest.raises(ProviderError) as caught:
-                await p.send(sms())
-        finally:
-            await p.aclose()
-    assert (caught.value.reason, caught.value.retryable) == ("HTTP 302", False)
+        error = await send_failing(server.url)
+    assert (error.reason, error.retryable) == ("HTTP 302", False)
     assert len(server.requests) == 1
 
 
@@ -202,23 +203,13 @@ async def test_slow_answer_is_a_retryable_timeout() -> None:
         return created()
 
     async with api(slow) as server:
-        p = provider(server.url, timeout=0.2)
-        try:
-            with pytest.raises(ProviderError) as caught:
-                await p.send(sms())
-        finally:
-            await p.aclose()
-    assert caught.value.retryable and caught.value.reason.startswith("timeout: ")
+        error = await send_failing(server.url, timeout_s=0.2)
+    assert error.retryable and error.reason.startswith("timeout: ")
 
 
 async def test_refused_connection_is_retryable() -> None:
-    p = provider(f"http://127.0.0.1:{free_port()}")
-    try:
-        with pytest.raises(ProviderError) as caught:
-            await p.send(sms())
-    finally:
-        await p.aclose()
-    assert caught.value.retryable and caught.value.reason.startswith("connection: ")
+    error = await send_failing(f"http://127.0.0.1:{free_port()}")
+    assert error.retryable and error.reason.startswith("connection: ")
 
 
 async def test_waiting_for_a_connection_is_not_bounded_by_the_timeout() -> None:

@@ -1,6 +1,6 @@
 """What the agents share, built once per worker inside its event loop: the notification database pool,
-one group commit for the agents' transactions (a batch of status events commits on its own), the providers, the booking client and the three
-MessageProcessors."""
+one group commit for the agents' transactions (a batch of status events commits on its own), the providers,
+the booking client and the three MessageProcessors."""
 
 from __future__ import annotations
 

@@ -216,7 +216,7 @@ class MessageProcessor:
             by_handler: dict[int, tuple[Batched, list[Decoded]]] = {}
             for decoded in batch:
                 if decoded.envelope.id in claimed:
-                    entry = self.handlers[decoded.envelope.type]
+                    entry = self.handlers[decoded.envelope.type]  # the topic: `decode` checks they match
                     assert isinstance(entry, Batched)
                     by_handler.setdefault(id(entry), (entry, []))[1].append(decoded)
             for entry, decodeds in by_handler.values():

@@ -143,9 +143,14 @@ async def status_becomes(
     return mine
 
 
-async def deposit_row(
-    platform: Platform, appointment_id: str, check: Any, timeout_s: float = 30.0
+async def settled_deposit(
+    platform: Platform, appointment_id: str, status: str, timeout_s: float = 30.0
 ) -> tuple[Any, ...]:
+    """The deposit row once it has reached `status` with nothing left to tell Stripe.
+
+    Waiting on the status as well as on `settle_action` matters: a deposit that billing has not
+    heard about yet is `pending` with no settle action, which would pass for settled.
+    """
     db = platform.dbs["billing"]
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
@@ -153,7 +158,7 @@ async def deposit_row(
             "SELECT status, settle_action, reason, settle_error FROM deposit WHERE appointment_id = %s",
             (appointment_id,),
         )
-        if rows and check(rows[0]):
+        if rows and rows[0][0] == status and rows[0][1] is None:
             return tuple(rows[0])
         assert asyncio.get_running_loop().time() < deadline, rows
         await asyncio.sleep(0.1)
@@ -216,7 +221,7 @@ async def test_paid_booking_confirms_on_authorisation_releases_on_decline_and_la
         announced = topics_about(platform, "booking", a["id"])
         assert announced[0] == "booking.appointment.booked.v1"
         assert "booking.reminder.requested.v1" in announced
-        assert await deposit_row(platform, a["id"], lambda r: r[0] == "authorized") == (
+        assert await settled_deposit(platform, a["id"], "authorized") == (
             "authorized",
             None,
             "",
@@ -239,7 +244,7 @@ async def test_paid_booking_confirms_on_authorisation_releases_on_decline_and_la
         )
         assert (status, answer["duplicate"]) == (200, False)
         await status_becomes(platform, declined["selfServiceToken"], "RELEASED")
-        assert await deposit_row(platform, b["id"], lambda r: r[1] is None) == (
+        assert await settled_deposit(platform, b["id"], "failed") == (
             "failed",
             None,
             "insufficient_funds",
@@ -252,7 +257,7 @@ async def test_paid_booking_confirms_on_authorisation_releases_on_decline_and_la
         lapsing = await hold(platform, service, third, "key-c", "Cy")
         await status_becomes(platform, lapsing["selfServiceToken"], "RELEASED", timeout_s=HOLD_S + 30)
         c_id = lapsing["appointment"]["id"]
-        assert await deposit_row(platform, c_id, lambda r: r[1] is None) == (
+        assert await settled_deposit(platform, c_id, "released") == (
             "released",
             None,
             "released_expired",
@@ -263,7 +268,7 @@ async def test_paid_booking_confirms_on_authorisation_releases_on_decline_and_la
         # Completing the booked appointment captures the deposit (stripe-mock confirms the capture).
         done = await platform.ok(COMPLETE, member_token, b=business_id, a=a["id"])
         assert done["completeAppointment"]["status"] == "COMPLETED"
-        assert await deposit_row(platform, a["id"], lambda r: r[1] is None and r[0] == "captured") == (
+        assert await settled_deposit(platform, a["id"], "captured") == (
             "captured",
             None,
             "completed",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,16 +22,25 @@ from apptremind_devstack.postgres import ExternalPostgres, PostgresServer
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path_factory.mktemp("pg"), free_port())
+def workdir() -> Iterator[Path]:
+    # Not under pytest's tmp root: any pytest session that starts resets that root to mode 0700, which
+    # would lock Postgres (it runs as its own user) out of its data directory if two sessions overlap.
+    path = Path(tempfile.mkdtemp(prefix="apptremind-devstack-test-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres(workdir: Path) -> Iterator[PostgresServer]:
+    server = PostgresServer(workdir / "pg", free_port())
     server.start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"), free_port(), free_port())
+def kafka(workdir: Path) -> Iterator[KafkaBroker]:
+    broker = KafkaBroker(workdir / "kafka", free_port(), free_port())
     broker.start()
     yield broker
     broker.stop()

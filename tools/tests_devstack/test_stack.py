@@ -14,11 +14,13 @@ import email
 import email.policy
 import json
 import os
+import shutil
 import smtplib
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -148,11 +150,15 @@ def _still_running(pid: int, started: int | None) -> bool:
 
 
 @pytest.fixture
-def stack_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = _stack_env(tmp_path / "stack")
+def stack_env() -> Iterator[dict[str, str]]:
+    # Not under pytest's tmp root, which any starting pytest session resets to mode 0700: the stack's
+    # Postgres runs as its own user and must keep reaching its data directory.
+    work = Path(tempfile.mkdtemp(prefix="apptremind-stack-test-"))
+    env = _stack_env(work / "stack")
     yield env
     # Whatever happened above, leave nothing running.
     _cli("down", env, timeout=120)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 def test_up_brings_everything_up_healthy_and_down_leaves_nothing(stack_env: dict[str, str]) -> None:

@@ -3,6 +3,7 @@ a settable clock) talking to a real stripe-mock, shared by the tests; each test 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -53,8 +54,21 @@ async def billing(
     )
     spec = build_spec(clock=clock, billing=settings)
     db = database_for(postgres, spec)
+    # A consumer group of its own starting at the end (as scheduler's tests do): the shared "billing" group
+    # may have other members (business's and notification's billing-services), and a partition of the
+    # settlement topic assigned to one of them would take a test's settlement request to another database;
+    # other suites' settlement requests on the shared broker are not this service's either.
+    # consumers_assigned() below pins the start, so every request a test publishes afterwards is seen.
     async with (
-        running_service(spec, db, kafka, jwks=billing_keys.jwks, db_pool_max=20) as runtime,
+        running_service(
+            spec,
+            db,
+            kafka,
+            jwks=billing_keys.jwks,
+            db_pool_max=20,
+            consumer_group=f"billing-test-{uuid.uuid4().hex[:8]}",
+            consumer_offset_reset="latest",
+        ) as runtime,
         open_channel(f"127.0.0.1:{runtime.port}") as channel,
     ):
         await runtime.consumers_assigned()

@@ -36,8 +36,15 @@ def keys() -> SigningKeys:
 
 @pytest.fixture(scope="session")
 async def billing(postgres: PostgresServer, kafka: KafkaBroker, keys: SigningKeys) -> AsyncIterator[Billing]:
-    # Webhooks only: no Stripe API call is made, so no Stripe (mock) is needed.
-    spec = build_billing_spec(billing=BillingSettings(stripe_webhook_secret=BILLING_WEBHOOK_SECRET))
+    # Webhooks only: no Stripe API call is made, so no Stripe (mock) is needed. Nor its settlement consumer,
+    # deposit settler or housekeeping: this fixture lives until the session ends, and as a member of the
+    # shared "billing" consumer group it would take partitions of booking's settlement requests from any
+    # other billing-service started later (notification's tests), besides polling beside every later suite.
+    spec = dataclasses.replace(
+        build_billing_spec(billing=BillingSettings(stripe_webhook_secret=BILLING_WEBHOOK_SECRET)),
+        processors=(),
+        background=(),
+    )
     db = database_for(postgres, spec)
     async with (
         running_service(spec, db, kafka, jwks=keys.jwks) as runtime,

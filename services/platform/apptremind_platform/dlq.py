@@ -7,11 +7,12 @@ that failed; the consumer's inbox still dedupes it if an earlier copy was proces
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
 
 from .processing import DLQ_HEADER_PREFIX
 from .relay import producer_config
@@ -43,38 +44,85 @@ def _dead_letter(message: Message) -> DeadLetter:
     )
 
 
-def _drain(consumer: Consumer, idle_timeout_s: float, limit: int | None) -> Iterator[Message]:
+def _partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[int]:
+    metadata = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise KafkaException(metadata.error if metadata is not None else f"no topic {topic}")
+    return sorted(metadata.partitions)
+
+
+def _read_to_end(
+    consumer: Consumer, topic: str, from_committed: bool, limit: int | None, stall_timeout_s: float
+) -> Iterator[Message]:
+    """Yields what `topic` holds now, from the start or from the consumer group's committed offsets.
+
+    The end is each partition's high watermark taken before reading, not a quiet spell: an idle poll also
+    happens while a consumer is still joining its group, and ending there made a slow join look like an
+    empty dead-letter queue. Partitions are assigned, not subscribed, for the same reason.
+    """
+    partitions = [TopicPartition(topic, p) for p in _partitions(consumer, topic, stall_timeout_s)]
+    marks = {tp.partition: consumer.get_watermark_offsets(tp, timeout=stall_timeout_s) for tp in partitions}
+    ends = {p: high for p, (_, high) in marks.items()}
+    starts = (
+        consumer.committed(partitions, timeout=stall_timeout_s)
+        if from_committed
+        else [TopicPartition(topic, tp.partition, OFFSET_BEGINNING) for tp in partitions]
+    )
+    # A partition the group never committed on starts at its beginning; one already read to its end is skipped.
+    starts = [
+        TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING)
+        for tp in starts
+    ]
+    # Retention may have deleted the start of a partition: what is left begins at its low watermark.
+    unread = {
+        tp.partition: ends[tp.partition]
+        for tp in starts
+        if ends[tp.partition] > max(tp.offset, marks[tp.partition][0])
+    }
+    consumer.assign([tp for tp in starts if tp.partition in unread])
     seen = 0
-    while limit is None or seen < limit:
-        message = consumer.poll(idle_timeout_s)
-        if message is None:
-            return
-        if message.error():
-            raise KafkaException(message.error())
-        seen += 1
-        yield message
+    stalled_at = time.monotonic() + stall_timeout_s
+    while unread and (limit is None or seen < limit):
+        message = consumer.poll(0.5)
+        if message is not None:
+            if message.error():
+                raise KafkaException(message.error())
+            stalled_at = time.monotonic() + stall_timeout_s
+            if (message.offset() or 0) < ends[message.partition() or 0]:
+                seen += 1
+                yield message
+        # The position, not the last offset seen, says a partition is done: a transaction's commit marker
+        # takes the last offset and is never handed out.
+        for tp in consumer.position([TopicPartition(topic, p) for p in unread]):
+            if tp.offset >= unread[tp.partition]:
+                del unread[tp.partition]
+        if message is None and unread and time.monotonic() > stalled_at:
+            raise KafkaException(f"{topic}: nothing read for {stall_timeout_s}s before its end {unread}")
 
 
-def list_dead_letters(bootstrap_servers: str, topic: str, idle_timeout_s: float = 3.0) -> list[DeadLetter]:
-    """Reads the DLQ from the start without committing (a throwaway group)."""
+def list_dead_letters(bootstrap_servers: str, topic: str, stall_timeout_s: float = 30.0) -> list[DeadLetter]:
+    """Reads the DLQ from the start to its current end, without committing (a throwaway group)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
             "group.id": f"apptremind-dlq-list-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
     )
-    consumer.subscribe([topic + DLQ_SUFFIX])
     try:
-        return [_dead_letter(m) for m in _drain(consumer, idle_timeout_s, None)]
+        return [
+            _dead_letter(m) for m in _read_to_end(consumer, topic + DLQ_SUFFIX, False, None, stall_timeout_s)
+        ]
     finally:
         consumer.close()
 
 
-def replay(bootstrap_servers: str, topic: str, limit: int | None = None, idle_timeout_s: float = 3.0) -> int:
-    """Moves dead letters back to `topic`; returns how many. Offsets are committed only after the copies
-    are acknowledged, so an interrupted replay repeats (never skips) messages."""
+def replay(
+    bootstrap_servers: str, topic: str, limit: int | None = None, stall_timeout_s: float = 30.0
+) -> int:
+    """Moves the dead letters not replayed yet back to `topic`; returns how many. Offsets are committed only
+    after the copies are acknowledged, so an interrupted replay repeats (never skips) messages. Two replays
+    of one topic at once would both move the same letters; the consumers' inboxes drop the second copy."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap_servers,
@@ -84,12 +132,11 @@ def replay(bootstrap_servers: str, topic: str, limit: int | None = None, idle_ti
         }
     )
     producer = Producer(producer_config(bootstrap_servers))
-    consumer.subscribe([topic + DLQ_SUFFIX])
     moved = 0
     try:
         replayed_at = dt.datetime.now(dt.UTC).isoformat().encode()
         batch: list[Message] = []
-        for message in _drain(consumer, idle_timeout_s, limit):
+        for message in _read_to_end(consumer, topic + DLQ_SUFFIX, True, limit, stall_timeout_s):
             headers: list[tuple[str, str | bytes | None]] = [
                 (k, v) for k, v in _headers(message) if not k.startswith(DLQ_HEADER_PREFIX)
             ]

@@ -5,6 +5,7 @@ sending through the real providers."""
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -97,7 +98,19 @@ async def notification(
             ),
         }
         async with (
-            running_service(spec, db, kafka, jwks=keys.jwks, db_pool_max=10) as runtime,
+            running_service(
+                spec,
+                db,
+                kafka,
+                jwks=keys.jwks,
+                db_pool_max=10,
+                # Its own group at the end of the session's topics: not the default "notification" group,
+                # and not the backlog of billing.entitlements.changed.v1 that earlier packages left, which
+                # it would otherwise still be consuming (dedupe counters included) while the tests publish.
+                # The tests that publish wait for its assignment first (test_entitlements.bootstrap).
+                consumer_group=f"notification-{uuid.uuid4().hex[:8]}",
+                consumer_offset_reset="latest",
+            ) as runtime,
             open_channel(f"127.0.0.1:{runtime.port}") as channel,
         ):
             assert runtime.pool is not None

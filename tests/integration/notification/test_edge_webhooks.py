@@ -3,7 +3,6 @@ edge (over HTTP), which verifies them and forwards them to the real notification
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,7 +17,7 @@ from apptremind_notification.channels.sms import TwilioProvider
 from apptremind_notification.dispatch import Dispatcher
 from apptremind_platform.webhook_signatures import twilio_signature
 from tests.integration.notification.conftest import Notification
-from tests.integration.notification.support import SMS_TOKEN, job_of, reminder
+from tests.integration.notification.support import SMS_TOKEN, eventually, job_of, reminder
 
 
 @contextmanager
@@ -124,12 +123,17 @@ async def test_status_callbacks_through_the_edge_mark_the_sms_delivered(harness:
                 harness.runtime.pool, {"sms": provider}, harness.booking_client, harness.clock
             )
             assert (await dispatcher.dispatch(job_of(r))).status == "sent"
-            for _ in range(300):
-                if harness.delivery(r.business_id, r.key)[0] == "delivered":
-                    break
-                await asyncio.sleep(0.05)
+
+            def callbacks() -> list[int | None]:
+                return [c.status_code for c in harness.sms.callbacks() if r.recipient == c.params.get("To")]
+
+            # The SMS server posts the callbacks after its 201 and records each one only once the edge has
+            # answered it, which is after notification committed "delivered": wait for both.
+            await eventually(
+                lambda: harness.delivery(r.business_id, r.key)[0] == "delivered" and len(callbacks()) >= 2,
+                what="the delivered status and both callbacks' answers",
+            )
         finally:
             await provider.aclose()
     assert harness.delivery(r.business_id, r.key)[0] == "delivered"
-    codes = [c.status_code for c in harness.sms.callbacks() if r.recipient == c.params.get("To")]
-    assert codes == [204, 204]
+    assert callbacks() == [204, 204]

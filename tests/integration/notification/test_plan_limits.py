@@ -19,13 +19,14 @@ from apptremind_devstack.postgres import PostgresServer
 from apptremind_notification import consumers, repository
 from apptremind_notification.dispatch import SMS_QUOTA_EXCEEDED, Dispatcher
 from apptremind_notification.sms_credits import GrpcSmsCredits
+from apptremind_platform.clock import SettableClock
 from apptremind_platform.db import unit_of_work
 from apptremind_platform.grpc_bridge import open_channel
 from apptremind_platform.processing import MessageProcessor, Outcome, RetryPolicy
 from tests.fixtures.db import ServiceDb
 from tests.fixtures.services import database_for, running_service
 from tests.integration.notification.conftest import Notification
-from tests.integration.notification.support import entitle, incoming, reminder
+from tests.integration.notification.support import NOW, entitle, incoming, reminder
 
 FREE_SMS = 10  # the free plan's sms_per_month
 
@@ -39,10 +40,22 @@ async def metered(
     harness: Notification, postgres: PostgresServer, kafka: KafkaBroker
 ) -> AsyncIterator[tuple[MessageProcessor, ServiceDb]]:
     """The harness's pipeline with SMS metered by a real billing-service that trusts the same keys."""
-    spec = build_billing_spec(billing=BillingSettings())
+    # Billing's usage periods are calendar months by billing's clock: on the wall clock, a test running
+    # across midnight at the end of a month would see two quotas (and two usage rows). Billing gets the
+    # harness's fixed time instead.
+    spec = build_billing_spec(clock=SettableClock(NOW), billing=BillingSettings())
     db = database_for(postgres, spec)
     async with (
-        running_service(spec, db, kafka, jwks=harness.keys.jwks) as billing,
+        running_service(
+            spec,
+            db,
+            kafka,
+            jwks=harness.keys.jwks,
+            # Not the default group "billing": that is the session billing-service's of the business tests,
+            # whose partitions (and events) this one would otherwise share.
+            consumer_group=f"billing-{uuid.uuid4().hex[:8]}",
+            consumer_offset_reset="latest",
+        ) as billing,
         open_channel(f"127.0.0.1:{billing.port}") as channel,
     ):
         assert harness.runtime.pool is not None
@@ -51,7 +64,9 @@ async def metered(
             {"email": harness.dispatcher.provider("email"), "sms": harness.dispatcher.provider("sms")},
             harness.booking_client,
             harness.clock,
-            sms_credits=GrpcSmsCredits(channel, harness.keys.service_tokens("notification")),
+            # A commit that missed its deadline would leave the credit reserved, not used (the test counts
+            # both): a margin for the batch of concurrent reservations on a loaded machine.
+            sms_credits=GrpcSmsCredits(channel, harness.keys.service_tokens("notification"), timeout_s=30.0),
         )
         processor = consumers.dispatch_processor(
             harness.runtime.pool, dispatcher, RetryPolicy(max_attempts=3)

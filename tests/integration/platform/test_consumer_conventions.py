@@ -50,9 +50,13 @@ async def no_sleep(_: float) -> None:
 
 
 @asynccontextmanager
-async def consuming(processor: MessageProcessor, kafka: KafkaBroker) -> AsyncIterator[None]:
+async def consuming(
+    processor: MessageProcessor, kafka: KafkaBroker, group: str | None = None
+) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    runner = KafkaConsumerRunner(processor, kafka.bootstrap_servers, group_id=f"test-{uuid.uuid4().hex}")
+    runner = KafkaConsumerRunner(
+        processor, kafka.bootstrap_servers, group_id=group or f"test-{uuid.uuid4().hex}"
+    )
     task = asyncio.create_task(runner.run(stop))
     try:
         yield
@@ -126,8 +130,12 @@ async def test_poison_reaches_dlq_with_error_and_replay_processes_it(
         await outbox.add(conn, cancelled(business, poison_key), source="test")
         await outbox.add(conn, cancelled(business, "ok-2"), source="test")
 
+    # One consumer group throughout, as a service keeps: resumed after the replay it sees only the replayed
+    # copy (a fresh group would read the original again from the start, and the test would pass without
+    # the replay ever delivering anything).
+    group = f"test-{uuid.uuid4().hex}"
     with running_relay(service_db.dsn, kafka):
-        async with consuming(processor, kafka):
+        async with consuming(processor, kafka, group):
             await eventually(lambda: effects(service_db, business) == ["ok-1", "ok-2"])
             dead = await asyncio.to_thread(
                 read_until,
@@ -148,7 +156,7 @@ async def test_poison_reaches_dlq_with_error_and_replay_processes_it(
         handler.poison.clear()
         moved = await asyncio.to_thread(replay, kafka.bootstrap_servers, TOPIC)
         assert moved >= 1
-        async with consuming(processor, kafka):
+        async with consuming(processor, kafka, group):
             await eventually(lambda: effects(service_db, business) == ["ok-1", "ok-2", poison_key])
     assert handler.attempts[poison_key] == 4
 

@@ -3,11 +3,14 @@ SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -46,13 +49,13 @@ def test_health_follows_database_and_kafka(
 ) -> None:
     db = make_service_db(own_postgres, "scheduler", SPEC.sql_dir)
     broker = KafkaBroker(tmp_path / "kafka", port=free_port(), controller_port=free_port())
-    grpc_port = free_port()
+    grpc_port, http_port = free_port(), free_port()
     env = {
         **os.environ,
         "APPTREMIND_DATABASE_URL": db.dsn,
         "APPTREMIND_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "APPTREMIND_GRPC_PORT": str(grpc_port),
-        "APPTREMIND_HTTP_PORT": str(free_port()),
+        "APPTREMIND_HTTP_PORT": str(http_port),
         "APPTREMIND_READINESS_INTERVAL_S": "0.3",
     }
     own_postgres.stop()
@@ -68,10 +71,22 @@ def test_health_follows_database_and_kafka(
     health = health_pb2_grpc.HealthStub(channel)
 
     def status() -> int:
-        return int(health.Check(health_pb2.HealthCheckRequest(service=""), timeout=2).status)
+        # The deadline is not under test: a just-started process on a loaded machine may answer slowly.
+        return int(health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status)
+
+    def checks() -> dict[str, bool]:
+        """The readiness checks' results, from the side port's /readyz (503 while not ready)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/readyz", timeout=10) as response:
+                body = response.read()
+        except urllib.error.HTTPError as err:
+            body = err.read()
+        except OSError:
+            return {}
+        return dict(json.loads(body)["checks"])
 
     try:
-        wait_for_port("127.0.0.1", grpc_port, 30)
+        wait_for_port("127.0.0.1", grpc_port, 60)
         # Neither the database nor Kafka is up.
         assert status() == NOT_SERVING
         reflection = ProtoReflectionDescriptorDatabase(channel)
@@ -81,7 +96,11 @@ def test_health_follows_database_and_kafka(
         assert method.package == "apptremind.scheduler.v1"
 
         own_postgres.start()
-        time.sleep(1.0)  # several readiness rounds with only the database up
+        # Once the database check passes again (the pool reconnects in its own time), the health watch gets
+        # two rounds with only the database up; a round lasts the Kafka probe's 2 s timeout plus the 0.3 s
+        # interval, so a bare 1 s sleep could end before the watch saw the database at all.
+        wait_for(lambda: checks() == {"db": True, "kafka": False}, "the database check passing alone")
+        time.sleep(5.0)
         assert status() == NOT_SERVING
 
         broker.start()

@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -30,8 +31,10 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @pytest.fixture
-def own_postgres(tmp_path: Path) -> Iterator[PostgresServer]:
-    server = PostgresServer(tmp_path / "pg", port=free_port(), durable=False)
+def own_postgres(workdir: Path) -> Iterator[PostgresServer]:
+    # Under the session's workdir, not pytest's tmp root: a pytest session starting meanwhile resets that
+    # root to mode 0700 and would lock Postgres (it runs as its own user) out of its data directory.
+    server = PostgresServer(workdir / f"pg-health-{uuid.uuid4().hex[:8]}", port=free_port(), durable=False)
     server.start()
     yield server
     server.stop()

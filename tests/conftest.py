@@ -19,6 +19,7 @@ from apptremind_devstack.postgres import PostgresServer
 from apptremind_platform.db import open_pool
 from apptremind_platform.topics import ensure_topics
 from tests.fixtures.db import ServiceDb, make_service_db
+from tests.fixtures.kafka_io import warm_up_producer_ids
 
 
 @pytest.fixture(scope="session")
@@ -43,6 +44,7 @@ def kafka(workdir: Path) -> Iterator[KafkaBroker]:
     )
     broker.start()
     ensure_topics(broker.bootstrap_servers)
+    warm_up_producer_ids(broker.bootstrap_servers)
     yield broker
     broker.stop()
 

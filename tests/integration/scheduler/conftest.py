@@ -16,6 +16,7 @@ from apptremind_platform.grpc_bridge import AsyncServiceClient, open_channel
 from apptremind_platform.topics import ensure_topics
 from apptremind_scheduler.bootstrap import build_spec
 from apptremind_scheduler.grpc import SERVICE
+from tests.fixtures.kafka_io import warm_up_producer_ids
 from tests.fixtures.services import database_for, running_service
 from tests.fixtures.tokens import SigningKeys
 from tests.integration.scheduler.support import Harness, fast_engine
@@ -64,5 +65,6 @@ def private_kafka(workdir: Path) -> Iterator[KafkaBroker]:
     )
     broker.start()
     ensure_topics(broker.bootstrap_servers)
+    warm_up_producer_ids(broker.bootstrap_servers)
     yield broker
     broker.stop()

@@ -35,7 +35,11 @@ DUE_TOPIC = "scheduler.reminder.due.v1"
 def fast_engine(**overrides: Any) -> SchedulerSettings:
     """Engine settings for tests: short polls and backoff so recovery paths run in seconds. The lease
     stays long: a first publish to a fresh broker can take seconds, and a lease that expires under a
-    working worker is exactly the case where a job may be emitted twice."""
+    working worker is exactly the case where a job may be emitted twice. The publish timeout is the
+    production default (it must stay below the lease): a publish that times out turns normal operation
+    into the retry path (attempts 2, possibly a second copy of an event that was written after all), which
+    the exactly-once tests rightly count as a failure, and on a loaded 2-core machine a first idempotent
+    publish took over 7 s (the broker allocating producer ids). Tests of the timeout set their own."""
     values: dict[str, Any] = {
         "scheduler_workers": 2,
         "scheduler_batch_size": 100,
@@ -43,7 +47,7 @@ def fast_engine(**overrides: Any) -> SchedulerSettings:
         "scheduler_idle_poll_s": 0.05,
         "scheduler_backoff_base_s": 0.2,
         "scheduler_backoff_max_s": 1.0,
-        "scheduler_publish_timeout_s": 5.0,
+        "scheduler_publish_timeout_s": 15.0,
         "scheduler_reclaim_interval_s": 0.2,
     }
     return SchedulerSettings(**(values | overrides))

@@ -67,9 +67,14 @@ def states(h: Harness, business_id: str) -> dict[str, tuple[str, str]]:
 async def test_a_requested_reminder_is_emitted_once_at_its_time_with_its_payload(scheduler: Harness) -> None:
     business_id = str(uuid.uuid4())
     appointment_id = str(uuid.uuid4())
-    due = reminder(business_id, appointment_id, utc_in(2))
-    sms = reminder(business_id, appointment_id, utc_in(2), Channel.SMS)
-    withdrawn = reminder(str(business_id), str(uuid.uuid4()), utc_in(4))
+    # All three fall due together: once the two kept ones are emitted, the withdrawn one would have been too
+    # (the worker claims in due order) had its cancel not been applied. The time leaves room for two trips
+    # through Kafka and the consumer (the requests, then the cancel) before it, on a loaded machine too;
+    # with a few seconds the worker could claim the job before the cancel arrived.
+    at = utc_in(15)
+    due = reminder(business_id, appointment_id, at)
+    sms = reminder(business_id, appointment_id, at, Channel.SMS)
+    withdrawn = reminder(business_id, str(uuid.uuid4()), at)
     first = requested(due)
     # The relay may deliver the same event twice (inbox), and booking may request the same reminder again
     # under a new event id (the job's idempotency key).

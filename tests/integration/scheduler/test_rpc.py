@@ -12,7 +12,9 @@ from apptremind_gen.apptremind.scheduler import v1 as pb
 from apptremind_gen.google.protobuf import Any as AnyMessage
 from tests.integration.scheduler.support import DUE_TOPIC, Harness, Metadata, expect_error
 
-FAR = dt.datetime(2031, 1, 1, 9, 0, tzinfo=dt.UTC)
+# Never due while the suite runs: the session service's worker claims and emits any job due in the past,
+# so a near fixed date (it was 2031-01-01) would change these jobs' states under the tests from that day on.
+FAR = dt.datetime(2099, 1, 1, 9, 0, tzinfo=dt.UTC)
 PAYLOAD = AnyMessage.pack(ReminderCancelled(business_id="b", appointment_id="a", idempotency_key="k"))
 
 
@@ -49,21 +51,21 @@ async def list_jobs(h: Harness, metadata: Metadata, **fields: object) -> pb.List
 
 async def test_schedule_creates_a_job_and_get_returns_it(scheduler: Harness) -> None:
     business_id, owner = scheduler.tenant()
-    job = await scheduler.schedule(request(business_id, "appt|2031|email"), owner)
+    job = await scheduler.schedule(request(business_id, "appt|2099|email"), owner)
     assert (job.business_id, job.idempotency_key, job.due_at, job.topic, job.state, job.attempts) == (
         business_id,
-        "appt|2031|email",
+        "appt|2099|email",
         FAR,
         DUE_TOPIC,
         pb.JobState.SCHEDULED,
         0,
     )
     # The partition key defaults to the idempotency key; the payload is kept byte for byte.
-    assert job.key == "appt|2031|email"
+    assert job.key == "appt|2099|email"
     assert job.payload == PAYLOAD
     assert job.next_attempt_at == FAR
     uuid.UUID(job.job_id)
-    assert await get(scheduler, business_id, "appt|2031|email", owner) == job
+    assert await get(scheduler, business_id, "appt|2099|email", owner) == job
 
 
 async def test_same_request_again_returns_the_existing_job(scheduler: Harness) -> None:

@@ -29,7 +29,10 @@ from tests.e2e.test_billing import SECRET, billing_settings, post_webhook
 from tests.e2e.test_signup_and_catalog import add_staff, sign_up_owner
 
 SLUG = "deposit-studio"
-HOLD_S = 8.0
+# One hold TTL for all holds: the authorised and the declined hold must NOT lapse before Stripe's webhook
+# (relayed through Kafka) reaches booking, the third one must. The lapsing hold is taken first, so its wait
+# overlaps the other two flows; 20 s leaves those flows (about 1 s on a loaded machine) a wide margin.
+HOLD_S = 20.0
 AVAILABILITY = """query($slug: String!, $service: ID!, $from: DateTime!, $to: DateTime!) {
   availability(businessSlug: $slug, serviceId: $service, from: $from, to: $to, timeZone: "Europe/Berlin") {
     startTime } }"""
@@ -183,6 +186,9 @@ async def test_paid_booking_confirms_on_authorisation_releases_on_decline_and_la
         starts = await slots(platform, service)
         first, second, third = starts[0], starts[8], starts[16]
 
+        # Held first and never paid: it lapses while the other two holds are settled below.
+        lapsing = await hold(platform, service, third, "key-c", "Cy")
+
         # Booked as HELD, with what Stripe.js needs; a replay hands back the same intent.
         held = await book(platform, service, first, "key-a", "Ann")
         assert "errors" not in held, held
@@ -254,7 +260,6 @@ async def test_paid_booking_confirms_on_authorisation_releases_on_decline_and_la
         await hold(platform, service, second, "key-b2", "Ben")
 
         # Never paid -> released when the hold lapses; the slot is free again.
-        lapsing = await hold(platform, service, third, "key-c", "Cy")
         await status_becomes(platform, lapsing["selfServiceToken"], "RELEASED", timeout_s=HOLD_S + 30)
         c_id = lapsing["appointment"]["id"]
         assert await settled_deposit(platform, c_id, "released") == (

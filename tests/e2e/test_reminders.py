@@ -34,6 +34,10 @@ NEW_YORK = ZoneInfo("America/New_York")
 GERMAN_DAYS = ["Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"]
 # How long after the last expected message the test keeps listening for ones that must not come.
 QUIET_PERIOD_S = 8.0
+# booking's minimum notice, plus room for the set-up: every start the test books must still be offered when
+# the last booking or move is made (booking re-checks the notice then), however long the set-up took.
+MIN_NOTICE = dt.timedelta(hours=2)
+SET_UP_ROOM = dt.timedelta(minutes=10)
 
 AVAILABILITY = """query($slug: String!, $service: ID!, $staff: ID, $from: DateTime!, $to: DateTime!) {
   availability(businessSlug: $slug, serviceId: $service, staffId: $staff, from: $from, to: $to,
@@ -97,10 +101,13 @@ async def set_up_salon(platform: Platform, owner: dict[str, Any]) -> tuple[str, 
     return service["createService"]["id"], staff
 
 
-async def first_start(platform: Platform, service: str, staff: str) -> dt.datetime:
-    """The earliest bookable start, once booking's read model has the catalog."""
-    now = dt.datetime.now(dt.UTC)
-    window = {"from": now.isoformat(), "to": (now + dt.timedelta(days=1)).isoformat()}
+async def first_start(
+    platform: Platform, service: str, staff: str, not_before: dt.datetime | None = None
+) -> dt.datetime:
+    """The earliest start offered at or after `not_before` (default: the minimum notice plus room for the
+    set-up from now), once booking's read model has the catalog."""
+    frm = not_before or dt.datetime.now(dt.UTC) + MIN_NOTICE + SET_UP_ROOM
+    window = {"from": frm.isoformat(), "to": (frm + dt.timedelta(days=1)).isoformat()}
     for _ in range(600):
         body = await platform.gql(AVAILABILITY, slug=SLUG, service=service, staff=staff, **window)
         slots = (body.get("data") or {}).get("availability") or []
@@ -140,8 +147,10 @@ async def test_reminders_arrive_once_on_time_and_never_for_cancelled_or_moved_ap
     platform, sink, sms, worker = pipeline
     owner = await sign_up_owner(platform, SLUG)
     service, (ada, bo, cy) = await set_up_salon(platform, owner)
-    soon = await first_start(platform, service, ada)  # >= 2 h ahead: the minimum notice
-    later = soon + dt.timedelta(hours=3)
+    soon = await first_start(platform, service, ada)  # >= 2 h ahead (the minimum notice) + room
+    # An offered start 3 h or more after `soon` (not `soon + 3 h` itself: on a DST fall-back day the repeated
+    # hour's second pass offers no starts).
+    later = await first_start(platform, service, bo, not_before=soon + dt.timedelta(hours=3))
 
     # Shrink the reminder offset so that a reminder for `soon` falls due about half a minute from now.
     offset_min = math.floor(((soon - dt.datetime.now(dt.UTC)).total_seconds() - 30) / 60)
@@ -153,12 +162,14 @@ async def test_reminders_arrive_once_on_time_and_never_for_cancelled_or_moved_ap
         o=offset_min,
     )
     booking_db = platform.dbs["booking"]
-    for _ in range(300):  # booking's read model takes the policy from business events
-        if booking_db.execute(
-            "SELECT 1 FROM reminder_policy WHERE business_id = %s AND offsets_minutes = %s::integer[]",
-            (owner["business_id"], [offset_min]),
-        ):
-            break
+    # booking's read model takes the policy from business events: bookings made before it arrives would get
+    # the old offsets, so wait for it (and fail here rather than later if it never comes).
+    policy_deadline = asyncio.get_running_loop().time() + 60
+    while not booking_db.execute(
+        "SELECT 1 FROM reminder_policy WHERE business_id = %s AND offsets_minutes = %s::integer[]",
+        (owner["business_id"], [offset_min]),
+    ):
+        assert asyncio.get_running_loop().time() < policy_deadline, "booking never got the reminder policy"
         await asyncio.sleep(0.1)
 
     anna = await book(platform, service, ada, soon, "Anna", "+12125550101")  # reminded
@@ -229,11 +240,18 @@ async def test_reminders_arrive_once_on_time_and_never_for_cancelled_or_moved_ap
         (remind_later, "email"): "scheduled",
         (remind_later, "sms"): "scheduled",
     }
-    # And the delivery log says what happened to Anna's reminders.
-    sent = platform.dbs["notification"].execute(
-        "SELECT channel, status FROM delivery WHERE appointment_id = %s AND kind = 'reminder' ORDER BY channel",
-        (anna["appointment"]["id"],),
-    )
+    # And the delivery log says what happened to Anna's reminders. The worker commits 'sent' only after the
+    # provider accepted the message, so a message can be at the sink while its row still says 'sending'.
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:
+        sent = platform.dbs["notification"].execute(
+            "SELECT channel, status FROM delivery WHERE appointment_id = %s AND kind = 'reminder' ORDER BY channel",
+            (anna["appointment"]["id"],),
+        )
+        recorded = len(sent) == 2 and {row[1] for row in sent} <= {"sent", "delivered"}
+        if recorded or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.2)
     assert [row[0] for row in sent] == ["email", "sms"]
     assert {row[1] for row in sent} <= {"sent", "delivered"}
 

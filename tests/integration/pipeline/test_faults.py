@@ -52,6 +52,16 @@ async def delivered(sink: SmtpSink, want: set[str], worker: StreamsWorker, timeo
         await asyncio.sleep(0.5)
 
 
+async def some_sent(sink: SmtpSink, worker: StreamsWorker, timeout_s: float) -> int:
+    """How many mails are at the sink once there is at least one."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not (sent := len(sink.messages())):
+        assert worker.process.returncode is None, worker.log_tail()
+        assert asyncio.get_running_loop().time() < deadline, f"nothing sent\n{worker.log_tail()}"
+        await asyncio.sleep(0.1)
+    return sent
+
+
 def counts(sink: SmtpSink) -> collections.Counter[str]:
     return collections.Counter(to for m in sink.messages() for to in m.envelope_to)
 
@@ -72,8 +82,9 @@ async def test_killing_the_broker_mid_run_loses_and_duplicates_no_reminder(
     due = [start + dt.timedelta(milliseconds=10 * i) for i in range(2000)]
     recipients = await request_reminders(pipeline, due)
 
-    await asyncio.sleep(10)  # mid-run: some reminders sent, most still ahead
-    sent_before = len(sink.messages())
+    # Mid-run: some reminders sent, most still ahead (due over 20 s). Waiting for the first mail rather than
+    # a fixed time: on a loaded machine the pipeline may not have sent anything yet after a few seconds.
+    sent_before = await some_sent(sink, pipeline.worker, timeout_s=120)
     await asyncio.to_thread(broker.kill)
     await asyncio.sleep(5)
     await asyncio.to_thread(broker.start)
@@ -163,6 +174,10 @@ async def test_a_scheduler_killed_mid_batch_loses_nothing_and_sends_nothing_twic
     second = scheduler_process(pipeline, broker, tmp_path / "scheduler.log", group)
     try:
         await delivered(sink, set(recipients), pipeline.worker, timeout_s=300)
+        # Every mail can be out before the stranded batch's lease (6 s) expires: the killed scheduler may have
+        # published it before it died. Wait until the second one has reclaimed and emitted it again, so that the
+        # check of the job states below is no race and the copies it emits have had their chance to be mailed.
+        await until_all_completed(pipeline.scheduler_db, timeout_s=120)
         await asyncio.sleep(5)
     finally:
         second.terminate()
@@ -173,6 +188,16 @@ async def test_a_scheduler_killed_mid_batch_loses_nothing_and_sends_nothing_twic
     assert [r for r, n in seen.items() if n > 1] == []
     # The stranded jobs were reclaimed after their lease expired, not lost.
     assert pipeline.scheduler_db.execute("SELECT count(*) FROM job WHERE state <> 'completed'") == [(0,)]
+
+
+async def until_all_completed(db: ServiceDb, timeout_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        [(left,)] = db.execute("SELECT count(*) FROM job WHERE state <> 'completed'")
+        if not left:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"{left} jobs never completed"
+        await asyncio.sleep(0.2)
 
 
 async def until_jobs_running(db: ServiceDb, timeout_s: float) -> int:

@@ -19,12 +19,12 @@ from tests.fixtures.tokens import SigningKeys
 from tests.integration.booking.support import NOW, TOKEN_SECRET, Harness
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def keys() -> SigningKeys:
     return SigningKeys()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def booking(postgres: PostgresServer, kafka: KafkaBroker, keys: SigningKeys) -> AsyncIterator[Harness]:
     clock = SettableClock(NOW)
     spec = build_spec(clock=clock, token_secret=TOKEN_SECRET)

@@ -29,17 +29,16 @@ from tests.integration.business.support import BILLING_WEBHOOK_SECRET, Billing, 
 RPC_SPEC = dataclasses.replace(SPEC, processors=())
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def keys() -> SigningKeys:
     return SigningKeys()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def billing(postgres: PostgresServer, kafka: KafkaBroker, keys: SigningKeys) -> AsyncIterator[Billing]:
     # Webhooks only: no Stripe API call is made, so no Stripe (mock) is needed. Nor its settlement consumer,
-    # deposit settler or housekeeping: this fixture lives until the session ends, and as a member of the
-    # shared "billing" consumer group it would take partitions of booking's settlement requests from any
-    # other billing-service started later (notification's tests), besides polling beside every later suite.
+    # deposit settler or housekeeping: as a member of the shared "billing" consumer group it would take
+    # partitions of booking's settlement requests from any other billing-service running at the same time.
     spec = dataclasses.replace(
         build_billing_spec(billing=BillingSettings(stripe_webhook_secret=BILLING_WEBHOOK_SECRET)),
         processors=(),
@@ -53,7 +52,7 @@ async def billing(postgres: PostgresServer, kafka: KafkaBroker, keys: SigningKey
         yield Billing(runtime, AsyncServiceClient(channel, BILLING_SERVICE))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def harness(
     postgres: PostgresServer, kafka: KafkaBroker, keys: SigningKeys, billing: Billing
 ) -> AsyncIterator[Harness]:

@@ -61,19 +61,19 @@ class Notification:
         return [str(r[0]) for r in rows]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def smtp_sink() -> Iterator[SmtpSink]:
     with SmtpSink() as sink:
         yield sink
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def sms_server() -> Iterator[SmsServer]:
     with SmsServer(auth_token=SMS_TOKEN) as server:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def notification(
     postgres: PostgresServer, kafka: KafkaBroker, smtp_sink: SmtpSink, sms_server: SmsServer
 ) -> AsyncIterator[Notification]:

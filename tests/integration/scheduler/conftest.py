@@ -22,16 +22,16 @@ from tests.fixtures.tokens import SigningKeys
 from tests.integration.scheduler.support import Harness, fast_engine
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def keys() -> SigningKeys:
     return SigningKeys()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def scheduler(
     postgres: PostgresServer, kafka: KafkaBroker, keys: SigningKeys
 ) -> AsyncIterator[Harness]:
-    # It runs until the session ends, beside other suites: one worker, polling gently.
+    # It runs while this directory's tests do: one worker, polling gently.
     spec = build_spec(
         fast_engine(scheduler_workers=1, scheduler_idle_poll_s=0.2, scheduler_reclaim_interval_s=1.0)
     )
@@ -53,7 +53,7 @@ async def scheduler(
         yield Harness(runtime, db, AsyncServiceClient(channel, SERVICE), keys, kafka.bootstrap_servers)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def private_kafka(workdir: Path) -> Iterator[KafkaBroker]:
     """A broker only the worker tests write to: thousands of synthetic due events stay off the shared
     broker's scheduler.reminder.due.v1, which other suites consume."""

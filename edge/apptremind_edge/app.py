@@ -215,7 +215,11 @@ class EdgeGraphQL(GraphQL[EdgeContext, None]):
 
 def create_app(settings: EdgeSettings | None = None, limits: RateLimits | None = None) -> Starlette:
     settings = settings or EdgeSettings()
-    upstreams = Upstreams(settings.service_targets, health_timeout_s=settings.edge_health_timeout_s)
+    upstreams = Upstreams(
+        settings.service_targets,
+        call_timeout_s=settings.edge_call_timeout_s,
+        health_timeout_s=settings.edge_health_timeout_s,
+    )
     limits = limits or RateLimits.per_minute(
         settings.edge_login_per_ip_per_minute,
         settings.edge_login_per_account_per_minute,

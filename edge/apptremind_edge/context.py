@@ -31,7 +31,6 @@ SERVICES = {
     "booking": "apptremind.booking.v1.BookingService",
     "billing": "apptremind.billing.v1.BillingService",
 }
-CALL_TIMEOUT_S = 5.0
 
 R = TypeVar("R", bound=betterproto2.Message)
 T = TypeVar("T")
@@ -81,7 +80,7 @@ class EdgeContext:
         client = AsyncServiceClient(self.upstreams.channel(service), SERVICES[service])
         try:
             return await client.call(
-                method, request, response_type, metadata=metadata, timeout=CALL_TIMEOUT_S
+                method, request, response_type, metadata=metadata, timeout=self.upstreams.call_timeout_s
             )
         except grpc.aio.AioRpcError as err:
             raise graphql_error_from_rpc(err) from err
@@ -100,7 +99,7 @@ class EdgeContext:
             response: T = await rpc(
                 request,
                 metadata=outgoing_metadata(metadata),
-                timeout=outgoing_timeout(CALL_TIMEOUT_S),
+                timeout=outgoing_timeout(self.upstreams.call_timeout_s),
             )
         except grpc.aio.AioRpcError as err:
             raise graphql_error_from_rpc(err) from err

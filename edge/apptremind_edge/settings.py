@@ -62,6 +62,8 @@ class EdgeSettings(BaseSettings):
     edge_max_body_bytes: int = Field(default=64 * 1024, gt=0)
     # Depth is the cheapest guard against queries that fan out into many service calls.
     edge_max_query_depth: int = Field(default=10, ge=0)
+    # Deadline of each service call a GraphQL request makes (services pass what is left of it on).
+    edge_call_timeout_s: float = Field(default=5.0, gt=0)
     # Deadline of each upstream health check; one slow service must not stall /readyz for long.
     edge_health_timeout_s: float = Field(default=1.0, gt=0)
     # Query cost: every selected field counts 1, a list field multiplies its selection by its page size.

@@ -47,8 +47,11 @@ _log = get_logger("apptremind.edge.upstreams")
 class Upstreams:
     """The configured service targets and their channels, shared by every request of the process."""
 
-    def __init__(self, targets: Mapping[str, str], *, health_timeout_s: float = 1.0) -> None:
+    def __init__(
+        self, targets: Mapping[str, str], *, call_timeout_s: float = 5.0, health_timeout_s: float = 1.0
+    ) -> None:
         self._targets = dict(targets)
+        self.call_timeout_s = call_timeout_s
         self._health_timeout_s = health_timeout_s
         self._channels: dict[str, grpc.aio.Channel] = {}
 

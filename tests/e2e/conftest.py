@@ -65,7 +65,7 @@ class Platform:
     group_suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     # Each service's client secret for service tokens (ADR 0013); auth-service is given their hashes.
     client_secrets: dict[str, str] = field(default_factory=lambda: {n: secrets.token_hex(32) for n in SPECS})
-    # BookingSettings fields for this platform's booking-service (e.g. a short hold).
+    # Settings fields for this platform's booking-service (e.g. a short hold, a bigger pool).
     booking_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -104,9 +104,9 @@ class Platform:
                 )
         if name == "booking":
             settings = BookingSettings(
-                **settings.model_dump(),
-                booking_billing_target=f"127.0.0.1:{self.ports['billing']}",
-                **self.booking_overrides,
+                **settings.model_dump()
+                | {"booking_billing_target": f"127.0.0.1:{self.ports['billing']}"}
+                | self.booking_overrides
             )
         runtime = ServiceRuntime(spec, settings)
         await runtime.start()

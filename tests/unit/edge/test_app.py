@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import grpc.aio
 from grpc_health.v1 import health_pb2
 
 from apptremind_edge.errors import GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, REQUEST_TOO_LARGE
@@ -191,3 +192,39 @@ async def test_unknown_paths_share_one_metric_label(edge: EdgeFactory, dead_targ
     assert missing.status_code == 404
     assert 'route="other"' in text
     assert "/no/such/path/12345" not in text
+
+
+async def test_service_calls_carry_the_configured_deadline(edge: EdgeFactory) -> None:
+    """The deadline a service sees on an edge call is `edge_call_timeout_s` (5 s unless configured)."""
+    remaining: list[float] = []
+
+    async def log_in(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        left = context.time_remaining()
+        assert left is not None
+        remaining.append(left)
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no such account")
+        return b""  # not reached: abort raises
+
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "apptremind.auth.v1.AuthService", {"LogIn": grpc.unary_unary_rpc_method_handler(log_in)}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    log_in_mutation = 'mutation { logIn(email: "a@b.example", password: "x") { user { id } } }'
+    try:
+        for settings in ({}, {"edge_call_timeout_s": 42.0}):
+            async with edge(service_targets={"auth": f"127.0.0.1:{port}"}, **settings) as e:
+                body = (await e.client.post("/graphql", json={"query": log_in_mutation})).json()
+            assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
+    finally:
+        await server.stop(grace=None)
+
+    # What is left when the call arrives: the deadline minus the trip, never more than the deadline.
+    default, configured = remaining
+    assert 0 < default <= 5.0
+    assert 5.0 < configured <= 42.0

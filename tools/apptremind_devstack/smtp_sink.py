@@ -53,6 +53,8 @@ class SinkMessage:
     tls: bool
     """Whether the message came over a STARTTLS-upgraded connection."""
     authenticated_as: str | None
+    peer: str = ""
+    """The client's address and port: messages with the same peer came over the same connection."""
 
     @functools.cached_property
     def message(self) -> EmailMessage:
@@ -210,6 +212,7 @@ class SmtpSink:
             received_at=dt.datetime.now(dt.UTC),
             tls=session.ssl is not None,
             authenticated_as=session.auth_data if isinstance(session.auth_data, str) else None,
+            peer=":".join(str(part) for part in session.peer[:2]) if session.peer else "",
         )
         with self._cond:
             self._accepted += 1

@@ -118,6 +118,8 @@ async def test_connection_is_reused_across_sends(sink: SmtpSink) -> None:
         await provider.aclose()
     received = await sink.wait_for(5, timeout=10)
     assert sorted(m.message_id for m in received) == [f"<d-{n}@salon.example>" for n in range(5)]
+    # One client address and port for all five: one connection (and one TLS handshake), not five.
+    assert len({m.peer for m in received}) == 1 and received[0].peer
 
 
 async def test_certificate_not_trusted_is_a_permanent_error(sink: SmtpSink) -> None:

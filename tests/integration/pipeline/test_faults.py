@@ -27,6 +27,7 @@ from apptremind_devstack.postgres import PostgresServer
 from apptremind_devstack.smtp_sink import SmtpSink
 from apptremind_platform.topics import ensure_topics
 from tests.fixtures.db import ServiceDb
+from tests.fixtures.kafka_io import warm_up_producer_ids
 from tests.fixtures.pipeline import Pipeline, request_reminders, running_pipeline
 from tests.fixtures.streams import StreamsWorker
 
@@ -37,6 +38,7 @@ def broker(tmp_path: Path) -> Iterator[KafkaBroker]:
     broker.start()
     try:
         ensure_topics(broker.bootstrap_servers)
+        warm_up_producer_ids(broker.bootstrap_servers)
         yield broker
     finally:
         broker.stop()
@@ -160,30 +162,42 @@ async def test_a_scheduler_killed_mid_batch_loses_nothing_and_sends_nothing_twic
     group = f"scheduler-{uuid.uuid4().hex[:6]}"
     first = scheduler_process(pipeline, broker, tmp_path / "scheduler.log", group)
     try:
-        # 3,000 reminders due at one instant: the worker claims 2,000 at once and is killed holding them.
-        now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
-        recipients = await request_reminders(pipeline, [now] * 3000)
-        running = await until_jobs_running(pipeline.scheduler_db, timeout_s=120)
-        first.kill()  # SIGKILL, mid-batch: no drain, no completion, leases left behind
-        first.wait()
+        # 3,000 reminders due at one instant, every one a job before that instant: the worker claims 2,000
+        # (its batch size) at once and is killed holding them.
+        due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=15)
+        recipients = await request_reminders(pipeline, [due] * 3000)
+        await until_jobs(pipeline.scheduler_db, 3000, timeout_s=120)
+        assert dt.datetime.now(dt.UTC) < due, "the jobs were not all there before they fell due"
+        # The broker is frozen from before the due time until the kill, so the claimed batch can be neither
+        # published nor completed: however slowly this test gets to the kill, the batch is still held. (A
+        # copy the dead worker sent may still be written once the broker thaws; the worker's inbox and the
+        # delivery rows drop it, which the duplicate check below counts on.)
+        with broker.paused():
+            running = await until_jobs_running(pipeline.scheduler_db, timeout_s=120)
+            first.kill()  # SIGKILL, mid-batch: no drain, no completion, leases left behind
+            first.wait()
+            [(left_running,)] = pipeline.scheduler_db.execute(
+                "SELECT count(*) FROM job WHERE state = 'running'"
+            )
     finally:
         if first.poll() is None:
             first.kill()
-    left_running = pipeline.scheduler_db.execute("SELECT count(*) FROM job WHERE state = 'running'")[0][0]
 
     second = scheduler_process(pipeline, broker, tmp_path / "scheduler.log", group)
     try:
         await delivered(sink, set(recipients), pipeline.worker, timeout_s=300)
-        # Every mail can be out before the stranded batch's lease (6 s) expires: the killed scheduler may have
-        # published it before it died. Wait until the second one has reclaimed and emitted it again, so that the
-        # check of the job states below is no race and the copies it emits have had their chance to be mailed.
+        # Every mail can be out before the stranded batch's lease (6 s) expires: the broker may have written what
+        # the killed scheduler sent once it thawed. Wait until the second one has reclaimed and emitted the batch
+        # again, so that the check of the job states below is no race and its copies have had their chance to be
+        # mailed.
         await until_all_completed(pipeline.scheduler_db, timeout_s=120)
         await asyncio.sleep(5)
     finally:
         second.terminate()
         second.wait(30)
     seen = counts(sink)
-    assert running > 0 and left_running > 0, (running, left_running)  # the kill did strand a claimed batch
+    # The kill stranded one whole claimed batch.
+    assert (running, left_running) == (2000, 2000)
     assert set(seen) == set(recipients)
     assert [r for r, n in seen.items() if n > 1] == []
     # The stranded jobs were reclaimed after their lease expired, not lost.
@@ -198,6 +212,13 @@ async def until_all_completed(db: ServiceDb, timeout_s: float) -> None:
             return
         assert asyncio.get_running_loop().time() < deadline, f"{left} jobs never completed"
         await asyncio.sleep(0.2)
+
+
+async def until_jobs(db: ServiceDb, count: int, timeout_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while (jobs := db.execute("SELECT count(*) FROM job")[0][0]) < count:
+        assert asyncio.get_running_loop().time() < deadline, f"only {jobs} of {count} jobs were scheduled"
+        await asyncio.sleep(0.1)
 
 
 async def until_jobs_running(db: ServiceDb, timeout_s: float) -> int:

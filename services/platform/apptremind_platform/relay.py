@@ -68,6 +68,26 @@ def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+def delivery_failure(err: KafkaError | None, message: Message) -> str | None:
+    """Why one delivery report does not prove the message is in the log, or None when it does.
+
+    A report without an offset is not treated as a write. librdkafka "implicitly acks" a partition's
+    earlier in-flight batch when a later one succeeds, reasoning that the broker checks sequence order,
+    but a broker with no state for the producer on that partition (a topic just created, a new leader)
+    accepts the later batch even though it refused the earlier one. The earlier messages are then reported
+    delivered, with no offset, and were never written (traced in ADR 0009; librdkafka #4134 reports drops
+    of this kind).
+    Publishing them again may duplicate one that was written after all; it carries the same event id, and
+    consumers dedupe on it.
+    """
+    if err is not None:
+        return str(err.str())
+    offset = message.offset()
+    if offset is None or offset < 0:
+        return "reported delivered without an offset (implicitly acknowledged), so not known to be written"
+    return None
+
+
 @dataclass
 class RelaySettings:
     service: str
@@ -143,13 +163,14 @@ class OutboxRelay:
         OUTBOX_BATCH_SECONDS.labels(self.settings.service).observe(time.perf_counter() - started)
         return len(rows)
 
-    def _produce(self, rows: list[tuple[Any, ...]]) -> list[KafkaError]:
+    def _produce(self, rows: list[tuple[Any, ...]]) -> list[str]:
         producer = self._get_producer()
-        errors: list[KafkaError] = []
+        errors: list[str] = []
 
-        def on_delivery(err: KafkaError | None, _: Message) -> None:
-            if err is not None:
-                errors.append(err)
+        def on_delivery(err: KafkaError | None, message: Message) -> None:
+            failure = delivery_failure(err, message)
+            if failure is not None:
+                errors.append(failure)
 
         for _id, topic, key, payload, headers in rows:
             while True:
@@ -166,12 +187,12 @@ class OutboxRelay:
                     producer.poll(0.05)
         return errors
 
-    def _await_acks(self, errors: list[KafkaError]) -> None:
+    def _await_acks(self, errors: list[str]) -> None:
         remaining = self._get_producer().flush(self.settings.flush_timeout_s)
         if remaining or errors:
             OUTBOX_PUBLISH_FAILURES.labels(self.settings.service).inc()
             self._drop_producer()
-            first = errors[0].str() if errors else f"{remaining} messages unacknowledged"
+            first = errors[0] if errors else f"{remaining} messages unacknowledged"
             raise PublishFailed(f"Kafka did not acknowledge the batch: {first}")
 
     # -- housekeeping --------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ librdkafka does the batching, compression and idempotent sequencing in its own t
 serves its delivery reports and hands each batch's outcome to the event loop once, when the last report of
 the batch arrives. `message.timeout.ms` is the publish timeout, so every message gets exactly one report
 (acknowledged, or failed with the reason) and a batch never waits on a message librdkafka may still
-deliver later.
+deliver later. An acknowledgement without an offset counts as a failure (`delivery_failure`): librdkafka
+can report a message it never got written as delivered, and the job must then be published again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from apptremind_platform.relay import producer_config
+from apptremind_platform.relay import delivery_failure, producer_config
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +66,8 @@ class AsyncProducer:
                 loop.call_soon_threadsafe(_resolve, done)
 
         def report(index: int) -> Any:
-            def on_delivery(err: KafkaError | None, _: Message) -> None:
-                finish(index, None if err is None else err.str())
+            def on_delivery(err: KafkaError | None, message: Message) -> None:
+                finish(index, delivery_failure(err, message))
 
             return on_delivery
 

@@ -12,10 +12,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from .processing import DLQ_HEADER_PREFIX
-from .relay import producer_config
+from .relay import delivery_failure, producer_config
 from .topics import DLQ_SUFFIX
 
 
@@ -51,6 +59,32 @@ def _partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[int]:
     return sorted(metadata.partitions)
 
 
+# What a group coordinator answers while it is still loading or moving; librdkafka does not mark all of
+# them retriable.
+_COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
+
+
+def _committed(
+    consumer: Consumer, partitions: list[TopicPartition], timeout_s: float
+) -> list[TopicPartition]:
+    """The group's committed offsets, waiting out a group coordinator that is still loading (a broker that
+    has just started answers NOT_COORDINATOR for a while)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return list(consumer.committed(partitions, timeout=max(deadline - time.monotonic(), 1.0)))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            transient = error is not None and (error.retriable() or error.code() in _COORDINATOR_MOVING)
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 def _read_to_end(
     consumer: Consumer, topic: str, from_committed: bool, limit: int | None, stall_timeout_s: float
 ) -> Iterator[Message]:
@@ -64,7 +98,7 @@ def _read_to_end(
     marks = {tp.partition: consumer.get_watermark_offsets(tp, timeout=stall_timeout_s) for tp in partitions}
     ends = {p: high for p, (_, high) in marks.items()}
     starts = (
-        consumer.committed(partitions, timeout=stall_timeout_s)
+        _committed(consumer, partitions, stall_timeout_s)
         if from_committed
         else [TopicPartition(topic, tp.partition, OFFSET_BEGINNING) for tp in partitions]
     )
@@ -132,6 +166,13 @@ def replay(
         }
     )
     producer = Producer(producer_config(bootstrap_servers))
+    failures: list[str] = []
+
+    def on_delivery(err: KafkaError | None, message: Message) -> None:
+        failure = delivery_failure(err, message)
+        if failure is not None:
+            failures.append(failure)
+
     moved = 0
     try:
         replayed_at = dt.datetime.now(dt.UTC).isoformat().encode()
@@ -141,22 +182,26 @@ def replay(
                 (k, v) for k, v in _headers(message) if not k.startswith(DLQ_HEADER_PREFIX)
             ]
             headers.append(("dlq-replayed-at", replayed_at))
-            producer.produce(topic, key=message.key(), value=message.value(), headers=headers)
+            producer.produce(
+                topic, key=message.key(), value=message.value(), headers=headers, on_delivery=on_delivery
+            )
             batch.append(message)
             if len(batch) >= 500:
-                moved += _commit(consumer, producer, batch)
+                moved += _commit(consumer, producer, batch, failures)
                 batch = []
         if batch:
-            moved += _commit(consumer, producer, batch)
+            moved += _commit(consumer, producer, batch, failures)
     finally:
         producer.flush(10)
         consumer.close()
     return moved
 
 
-def _commit(consumer: Consumer, producer: Producer, batch: list[Message]) -> int:
-    if producer.flush(30) != 0:
-        raise KafkaException("replayed messages were not acknowledged; nothing committed")
+def _commit(consumer: Consumer, producer: Producer, batch: list[Message], failures: list[str]) -> int:
+    # A failed copy is reported through the delivery callback, not left in the queue: flush alone cannot tell.
+    if producer.flush(30) != 0 or failures:
+        reason = failures[0] if failures else "not acknowledged in time"
+        raise KafkaException(f"replayed messages were not written ({reason}); this batch was not committed")
     offsets = {(m.topic() or "", m.partition() or 0): (m.offset() or 0) + 1 for m in batch}
     consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
     return len(batch)

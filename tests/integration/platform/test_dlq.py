@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Producer
+import pytest
+from confluent_kafka import KafkaException, Producer
 
 from apptremind_devstack.kafka import KafkaBroker
 from apptremind_platform.dlq import list_dead_letters, replay
@@ -19,17 +20,18 @@ def new_topic(kafka: KafkaBroker) -> str:
     topic = f"test.dlq-{uuid.uuid4().hex[:8]}.v1"
     for name in (topic, topic + DLQ_SUFFIX):
         create_topic(kafka.bootstrap_servers, name, PARTITIONS)
-    # The broker answers CreateTopics before its metadata shows the topic; the DLQ tools refuse an unknown
-    # topic at once (a mistyped name), so wait until it is known.
+        wait_until_known(kafka, name)
+    return topic
+
+
+def wait_until_known(kafka: KafkaBroker, topic: str) -> None:
+    """The broker answers CreateTopics before its metadata shows the topic; the DLQ tools refuse an unknown
+    topic at once (a mistyped name), so a test waits until it is known."""
     admin = kafka.admin_client()
     deadline = time.monotonic() + 30
-    while (
-        len(admin.list_topics(topic + DLQ_SUFFIX, timeout=5).topics[topic + DLQ_SUFFIX].partitions)
-        < PARTITIONS
-    ):
+    while len(admin.list_topics(topic, timeout=5).topics[topic].partitions) < PARTITIONS:
         assert time.monotonic() < deadline, "the new topic never showed in the metadata"
         time.sleep(0.1)
-    return topic
 
 
 def dead_letter(kafka: KafkaBroker, topic: str, keys: list[str]) -> None:
@@ -76,3 +78,19 @@ def test_replay_moves_each_letter_once_across_runs_and_an_empty_queue_ends_at_on
         assert "dlq-error" not in record.headers and "dlq-replayed-at" in record.headers
     # Listing never commits: it still sees every letter.
     assert len(list_dead_letters(bootstrap, topic)) == 6
+
+
+def test_a_replay_whose_copies_fail_commits_nothing(kafka: KafkaBroker) -> None:
+    # Only the dead-letter topic exists: every copy fails (unknown topic; the broker creates none), which
+    # librdkafka reports through the delivery callback after its metadata wait (~30 s) rather than by
+    # keeping the message queued.
+    topic = f"test.dlq-{uuid.uuid4().hex[:8]}.v1"
+    create_topic(kafka.bootstrap_servers, topic + DLQ_SUFFIX, PARTITIONS)
+    wait_until_known(kafka, topic + DLQ_SUFFIX)
+    dead_letter(kafka, topic, ["a", "b"])
+    with pytest.raises(KafkaException, match="not written"):
+        replay(kafka.bootstrap_servers, topic)
+    # Once the topic is there, the same letters are moved: the failed replay committed none of them.
+    create_topic(kafka.bootstrap_servers, topic, PARTITIONS)
+    wait_until_known(kafka, topic)
+    assert replay(kafka.bootstrap_servers, topic) == 2

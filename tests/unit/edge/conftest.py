@@ -4,7 +4,7 @@ event loop, which grpc.aio channels are bound to."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -71,3 +71,24 @@ def edge() -> EdgeFactory:
             yield Edge(app, client)
 
     return open_edge
+
+
+@asynccontextmanager
+async def unary_server(
+    service: str, method: str, handler: Callable[..., Awaitable[bytes]], interceptors: Sequence[Any] = ()
+) -> AsyncIterator[str]:
+    """A real gRPC server with one unary method taking and returning raw bytes; yields its target."""
+    server = grpc.aio.server(interceptors=list(interceptors))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                service, {method: grpc.unary_unary_rpc_method_handler(handler)}
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(grace=None)

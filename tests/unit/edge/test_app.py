@@ -10,7 +10,7 @@ from grpc_health.v1 import health_pb2
 
 from apptremind_edge.errors import GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED, REQUEST_TOO_LARGE
 
-from .conftest import EdgeFactory, HealthServer
+from .conftest import EdgeFactory, HealthServer, unary_server
 
 HEALTH_QUERY = "{ platformHealth { service status } }"
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -205,24 +205,12 @@ async def test_service_calls_carry_the_configured_deadline(edge: EdgeFactory) ->
         await context.abort(grpc.StatusCode.UNAUTHENTICATED, "no such account")
         return b""  # not reached: abort raises
 
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "apptremind.auth.v1.AuthService", {"LogIn": grpc.unary_unary_rpc_method_handler(log_in)}
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
     log_in_mutation = 'mutation { logIn(email: "a@b.example", password: "x") { user { id } } }'
-    try:
+    async with unary_server("apptremind.auth.v1.AuthService", "LogIn", log_in) as auth_target:
         for settings in ({}, {"edge_call_timeout_s": 42.0}):
-            async with edge(service_targets={"auth": f"127.0.0.1:{port}"}, **settings) as e:
+            async with edge(service_targets={"auth": auth_target}, **settings) as e:
                 body = (await e.client.post("/graphql", json={"query": log_in_mutation})).json()
             assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
-    finally:
-        await server.stop(grace=None)
 
     # What is left when the call arrives: the deadline minus the trip, never more than the deadline.
     default, configured = remaining

@@ -35,6 +35,8 @@ from apptremind_edge.errors import (
 from apptremind_platform import errors as domain
 from apptremind_platform.interceptors import CallInterceptor
 
+from .conftest import unary_server
+
 SECRET = "db password is hunter2"
 
 FAILURES: dict[str, Exception] = {
@@ -56,26 +58,16 @@ async def _fail(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
 @pytest.fixture
 async def failing_call() -> AsyncIterator[Callable[[str], Awaitable[bytes]]]:
     """Calls a method that raises FAILURES[name] inside a server running the platform interceptor."""
-    server = grpc.aio.server(interceptors=[CallInterceptor()])
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "test.Fail", {"Call": grpc.unary_unary_rpc_method_handler(_fail)}
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    method = channel.unary_unary("/test.Fail/Call")
+    async with unary_server("test.Fail", "Call", _fail, [CallInterceptor()]) as target:
+        channel = grpc.aio.insecure_channel(target)
+        method = channel.unary_unary("/test.Fail/Call")
 
-    async def call(name: str) -> bytes:
-        result: bytes = await method(name.encode(), timeout=5)
-        return result
+        async def call(name: str) -> bytes:
+            result: bytes = await method(name.encode(), timeout=5)
+            return result
 
-    yield call
-    await channel.close()
-    await server.stop(grace=None)
+        yield call
+        await channel.close()
 
 
 async def _rpc_error(call: Callable[[str], Awaitable[bytes]], name: str) -> grpc.aio.AioRpcError:
@@ -130,22 +122,12 @@ async def test_a_service_too_slow_for_the_deadline_is_reported_as_a_timeout() ->
         await asyncio.sleep(5)
         return b""
 
-    server = grpc.aio.server()
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "test.Slow", {"Call": grpc.unary_unary_rpc_method_handler(slow)}
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            with pytest.raises(grpc.aio.AioRpcError) as caught:
-                await channel.unary_unary("/test.Slow/Call")(b"", timeout=0.2)
-    finally:
-        await server.stop(grace=None)
+    async with (
+        unary_server("test.Slow", "Call", slow) as target,
+        grpc.aio.insecure_channel(target) as channel,
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channel.unary_unary("/test.Slow/Call")(b"", timeout=0.2)
 
     error = graphql_error_from_rpc(caught.value)
 
